@@ -1,0 +1,133 @@
+// The application as a plugin: configuration, infrastructure plugins, domain services,
+// routes and the error handler. server.ts and the tests build it the same way.
+import { randomUUID } from 'node:crypto'
+import type { IncomingMessage } from 'node:http'
+import { LogController, type FastifyInstance, type FastifyServerOptions } from 'fastify'
+import AjvCompiler from '@fastify/ajv-compiler'
+import fastifyFormbody from '@fastify/formbody'
+import configPlugin, { type Config } from './plugins/config.js'
+import dbPlugin from './plugins/db.js'
+import redisPlugin from './plugins/redis.js'
+import revocationPlugin from './plugins/revocation.js'
+import authPlugin from './plugins/auth.js'
+import usersPlugin from './plugins/users.js'
+import sessionsPlugin from './plugins/sessions.js'
+import auditPlugin from './plugins/audit.js'
+import swaggerPlugin from './plugins/swagger.js'
+import { errorHandler } from './plugins/errors.js'
+import { sharedSchemas } from './schemas/common.js'
+import { ChangePasswordBody, ChangeRoleBody, Credentials, LoginBody, Me, PasswordGrant, RefreshBody, Session, TokenPair } from './schemas/auth.js'
+import { PatchUserBody, User, UserPage } from './schemas/users.js'
+import { AuditEvent, AuditPage } from './schemas/audit.js'
+import { Health, Readiness } from './schemas/health.js'
+import authRoutes from './routes/auth/index.js'
+import userRoutes from './routes/users/index.js'
+import auditRoutes from './routes/audit/index.js'
+import healthRoutes from './routes/health/index.js'
+
+export interface AppOptions {
+  config: Config
+  /** Expired-session purge interval (ms); tests turn it off with 0. */
+  purgeIntervalMs?: number
+}
+
+const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/
+
+// JSON bodies are validated without coercion (12345678 or true where a string is expected
+// is a 400), while query strings and params are coerced as usual (?limit=20).
+const ajvCompiler = AjvCompiler()
+const buildValidator: any = (externalSchemas: any, ajvOptions: any) => {
+  const base = { customOptions: {}, plugins: [], ...ajvOptions }
+  const body = ajvCompiler(externalSchemas, { ...base, customOptions: { ...base.customOptions, coerceTypes: false } })
+  const rest = ajvCompiler(externalSchemas, base)
+  return (route: { httpPart?: string }) => route.httpPart === 'body' ? body(route as any) : rest(route as any)
+}
+
+/** Fastify's own options: the one place that sets logging, limits and request ids. */
+export function serverOptions (config: Config): FastifyServerOptions {
+  return {
+    logger: {
+      level: config.LOG_LEVEL,
+      // Defence in depth: nothing below logs bodies or headers, but if a serializer ever
+      // does, secrets come out as [Redacted].
+      redact: {
+        paths: ['req.headers.authorization', 'req.headers.cookie', 'res.headers["set-cookie"]',
+          '*.password', '*.currentPassword', '*.newPassword', '*.refresh_token', '*.access_token'],
+        censor: '[Redacted]'
+      }
+    },
+    // One log line per request (onResponse in app), not Fastify's two.
+    logController: new LogController({ disableRequestLogging: true }),
+    trustProxy: config.TRUST_PROXY,
+    bodyLimit: 16 * 1024,
+    // A client's X-Request-Id is kept when it is sane, so logs join up across services.
+    requestIdHeader: false,
+    genReqId: (req: IncomingMessage) => {
+      const given = req.headers['x-request-id']
+      return typeof given === 'string' && REQUEST_ID.test(given) ? given : randomUUID()
+    },
+    // `example` is OpenAPI's annotation keyword: known to ajv, validates nothing.
+    ajv: { customOptions: { allErrors: false, keywords: ['example'] } },
+    schemaController: { compilersFactory: { buildValidator } },
+    routerOptions: { maxParamLength: 200 },
+    return503OnClosing: true
+  }
+}
+
+export default async function app (fastify: FastifyInstance, opts: AppOptions): Promise<void> {
+  const { config } = opts
+  fastify.setErrorHandler(errorHandler)
+
+  fastify.addHook('onRequest', async (request, reply) => {
+    reply.header('x-request-id', request.id)
+  })
+  fastify.addHook('onResponse', async (request, reply) => {
+    request.log.info({
+      method: request.method,
+      url: request.routeOptions.url ?? request.url.split('?', 1)[0],
+      statusCode: reply.statusCode,
+      ms: Math.round(reply.elapsedTime * 100) / 100
+    }, 'request completed')
+  })
+
+  for (const schema of [...sharedSchemas, User, UserPage, PatchUserBody, Credentials, LoginBody,
+    PasswordGrant, TokenPair, RefreshBody, Me, ChangeRoleBody, ChangePasswordBody, Session,
+    AuditEvent, AuditPage, Health, Readiness]) {
+    fastify.addSchema(schema)
+  }
+
+  await fastify.register(configPlugin, { config })
+  await fastify.register(fastifyFormbody, { bodyLimit: 16 * 1024 })
+  await fastify.register(swaggerPlugin)
+  await fastify.register(dbPlugin, { databaseUrl: config.DATABASE_URL, poolSize: config.DATABASE_POOL_SIZE })
+  await fastify.register(redisPlugin, { url: config.REDIS_URL, keyPrefix: config.REDIS_KEY_PREFIX })
+  await fastify.register(revocationPlugin, { sessionTtlSeconds: config.REFRESH_TOKEN_TTL })
+  await fastify.register(authPlugin, {
+    secret: config.jwtKey,
+    issuer: config.JWT_ISSUER,
+    audience: config.JWT_AUDIENCE,
+    accessTtl: config.ACCESS_TOKEN_TTL
+  })
+  await fastify.register(usersPlugin, {
+    memoryCost: config.ARGON2_MEMORY_COST,
+    timeCost: config.ARGON2_TIME_COST,
+    parallelism: config.ARGON2_PARALLELISM
+  })
+  await fastify.register(sessionsPlugin, {
+    refreshTtl: config.REFRESH_TOKEN_TTL,
+    accessTtl: config.ACCESS_TOKEN_TTL,
+    purgeIntervalMs: opts.purgeIntervalMs
+  })
+  await fastify.register(auditPlugin)
+
+  if (config.ADMIN_USERNAME !== undefined && config.ADMIN_PASSWORD !== undefined) {
+    if (await fastify.users.ensureAdmin(config.ADMIN_USERNAME, config.ADMIN_PASSWORD)) {
+      fastify.log.info({ username: config.ADMIN_USERNAME }, 'initial admin created')
+    }
+  }
+
+  await fastify.register(healthRoutes)
+  await fastify.register(authRoutes, { prefix: '/auth' })
+  await fastify.register(userRoutes, { prefix: '/users' })
+  await fastify.register(auditRoutes, { prefix: '/audit' })
+}

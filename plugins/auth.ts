@@ -1,0 +1,106 @@
+// Provides `fastify.authenticate` (verify the bearer token, then ask the revocation
+// cache), `fastify.requireRole(role)` and `fastify.tokens` (sign access tokens).
+import { randomUUID } from 'node:crypto'
+import fp from 'fastify-plugin'
+import fastifyJwt from '@fastify/jwt'
+import type { FastifyReply, FastifyRequest, onRequestAsyncHookHandler } from 'fastify'
+import type { Role } from '../schemas/users.js'
+import { Forbidden, InvalidToken } from './errors.js'
+
+/** What a verified access token tells about its bearer. */
+export interface AccessClaims {
+  sub: string
+  preferred_username: string
+  role: Role
+  sid: string
+  /** The session's creation time, µs since the epoch, from the database clock. */
+  sca: number
+  jti: string
+  iat: number
+  exp: number
+  iss: string
+  aud: string
+}
+
+declare module '@fastify/jwt' {
+  interface FastifyJWT {
+    payload: Omit<AccessClaims, 'iat' | 'exp' | 'iss' | 'aud'>
+    user: AccessClaims
+  }
+}
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    authenticate: onRequestAsyncHookHandler
+    requireRole: (role: Role) => onRequestAsyncHookHandler
+    tokens: {
+      accessTtl: number
+      signAccess: (claims: { sub: string, username: string, role: Role, sid: string, sca: number }) => string
+    }
+  }
+}
+
+// A bearer token in the only place it may be (never a query string or a cookie), of a
+// sane size: anything longer is refused before any parsing.
+const BEARER = /^Bearer ([A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+)$/i
+const MAX_TOKEN_LENGTH = 4096
+
+export interface AuthOptions {
+  secret: string
+  issuer: string
+  audience: string
+  accessTtl: number
+}
+
+export default fp<AuthOptions>(async function authPlugin (fastify, opts) {
+  await fastify.register(fastifyJwt, {
+    secret: opts.secret,
+    sign: { algorithm: 'HS256', iss: opts.issuer, aud: opts.audience, expiresIn: opts.accessTtl },
+    verify: {
+      // One pinned algorithm (RFC 8725 §3.1): no "none", no RS/HS confusion.
+      algorithms: ['HS256'],
+      allowedIss: opts.issuer,
+      allowedAud: opts.audience,
+      requiredClaims: ['sub', 'sid', 'sca', 'role', 'jti', 'iat', 'exp', 'iss', 'aud'],
+      // Signature checks of a token already seen are served from an LRU cache (expiry
+      // still honoured); revocation is checked on every request regardless.
+      cache: 1000
+    }
+  })
+  const { revocation } = fastify
+
+  fastify.decorate('tokens', {
+    accessTtl: opts.accessTtl,
+    signAccess ({ sub, username, role, sid, sca }) {
+      return fastify.jwt.sign({ sub, preferred_username: username, role, sid, sca, jti: randomUUID() })
+    }
+  })
+
+  fastify.decorate('authenticate', async function authenticate (request: FastifyRequest, _reply: FastifyReply) {
+    const header = request.headers.authorization
+    if (header === undefined) throw new InvalidToken('Missing access token')
+    const match = header.length <= MAX_TOKEN_LENGTH ? BEARER.exec(header) : null
+    if (match === null) throw new InvalidToken('Malformed Authorization header: expected "Bearer <token>"')
+    let claims: AccessClaims
+    try {
+      claims = fastify.jwt.verify<AccessClaims>(match[1])
+    } catch {
+      throw new InvalidToken('Invalid or expired access token')
+    }
+    if (typeof claims.sub !== 'string' || typeof claims.sid !== 'string' ||
+        typeof claims.sca !== 'number' || (claims.role !== 'user' && claims.role !== 'admin')) {
+      throw new InvalidToken('Invalid or expired access token')
+    }
+    if (!await revocation.isLive(claims.sub, claims.sid, claims.sca)) {
+      throw new InvalidToken('Access token has been revoked')
+    }
+    request.user = claims
+  })
+
+  fastify.decorate('requireRole', function requireRole (role: Role) {
+    return async function (request: FastifyRequest) {
+      // The role in a live token is current: changing a role revokes the user's tokens.
+      if (request.user.role !== role) throw new Forbidden(`Requires role ${role}`)
+    }
+  })
+}, { name: 'auth', dependencies: ['revocation'] })

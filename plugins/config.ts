@@ -1,0 +1,130 @@
+// Provides `fastify.config`: the validated environment (see .env.example and the README).
+import { randomBytes } from 'node:crypto'
+import fp from 'fastify-plugin'
+import { Type, type Static } from '@sinclair/typebox'
+import { Value } from '@sinclair/typebox/value'
+
+const PositiveInt = (def: number, description: string) =>
+  Type.Integer({ minimum: 1, default: def, description })
+
+export const EnvSchema = Type.Object({
+  NODE_ENV: Type.String({ default: 'development' }),
+  PORT: Type.Integer({ minimum: 0, maximum: 65535, default: 3000 }),
+  HOST: Type.String({ minLength: 1, default: '127.0.0.1' }),
+  DATABASE_URL: Type.String({ default: 'postgres://postgres:postgres@127.0.0.1:5432/auth' }),
+  DATABASE_POOL_SIZE: PositiveInt(10, 'PostgreSQL connections per instance'),
+  REDIS_URL: Type.String({ default: 'redis://127.0.0.1:6379' }),
+  REDIS_KEY_PREFIX: Type.String({ default: 'auth:', pattern: '^[A-Za-z0-9:_.-]{0,64}$' }),
+  JWT_SECRET: Type.Optional(Type.String()),
+  JWT_ISSUER: Type.String({ minLength: 1, default: 'auth-service' }),
+  JWT_AUDIENCE: Type.String({ minLength: 1, default: 'auth-service' }),
+  ACCESS_TOKEN_TTL: PositiveInt(900, 'seconds'),
+  REFRESH_TOKEN_TTL: PositiveInt(2592000, 'seconds'),
+  ADMIN_USERNAME: Type.Optional(Type.String({ pattern: '^[A-Za-z0-9_.-]{3,32}$' })),
+  ADMIN_PASSWORD: Type.Optional(Type.String({ minLength: 8, maxLength: 128 })),
+  LOGIN_RATE_LIMIT: PositiveInt(10, 'login attempts per minute per client IP'),
+  REGISTER_RATE_LIMIT: PositiveInt(5, 'registrations per minute per client IP'),
+  LOCKOUT_THRESHOLD: PositiveInt(5, 'failed logins in a row before a username is locked'),
+  TRUST_PROXY: Type.Boolean({ default: false }),
+  LOG_LEVEL: Type.Union(
+    ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].map((l) => Type.Literal(l)),
+    { default: 'info' }
+  ),
+  ARGON2_MEMORY_COST: Type.Integer({ minimum: 8192, default: 19456, description: 'KiB' }),
+  ARGON2_TIME_COST: Type.Integer({ minimum: 1, default: 2 }),
+  ARGON2_PARALLELISM: Type.Integer({ minimum: 1, maximum: 16, default: 1 })
+})
+
+export type Config = Static<typeof EnvSchema> & {
+  /** The HS256 key actually in use (JWT_SECRET, or a random one outside production). */
+  jwtKey: string
+  /** True when no JWT_SECRET was given and a per-process key was generated. */
+  jwtKeyGenerated: boolean
+}
+
+export class ConfigError extends Error {
+  override name = 'ConfigError'
+}
+
+const URL_PROTOCOLS: Record<string, string[]> = {
+  DATABASE_URL: ['postgres:', 'postgresql:'],
+  REDIS_URL: ['redis:', 'rediss:']
+}
+
+/**
+ * Validates an environment (process.env or a test's overrides) into a Config.
+ * Throws a ConfigError whose message is one line naming the offending variable.
+ */
+export function loadConfig (env: Record<string, string | number | boolean | undefined>): Config {
+  const known = Object.keys(EnvSchema.properties)
+  const raw: Record<string, unknown> = {}
+  for (const key of known) {
+    const value = env[key]
+    // An empty line in .env (`JWT_SECRET=`) means "not set", as in .env.example.
+    if (value !== undefined && value !== '') raw[key] = value
+  }
+  const converted = Value.Default(EnvSchema, Value.Convert(EnvSchema, raw))
+  const first = Value.Errors(EnvSchema, converted).First()
+  if (first) {
+    const name = first.path.replace(/^\//, '') || 'environment'
+    const shown = name === 'JWT_SECRET' || name === 'ADMIN_PASSWORD' ? '' : ` (got ${JSON.stringify(raw[name])})`
+    throw new ConfigError(`Invalid configuration: ${name} ${first.message.toLowerCase()}${shown}`)
+  }
+  const cfg = converted as Static<typeof EnvSchema>
+
+  for (const [name, protocols] of Object.entries(URL_PROTOCOLS)) {
+    const value = cfg[name as keyof typeof cfg] as string
+    let url: URL
+    try {
+      url = new URL(value)
+    } catch {
+      throw new ConfigError(`Invalid configuration: ${name} is not a valid URL`)
+    }
+    if (!protocols.includes(url.protocol)) {
+      throw new ConfigError(`Invalid configuration: ${name} must start with ${protocols.join(' or ')}//`)
+    }
+  }
+  if (new URL(cfg.DATABASE_URL).pathname.length < 2) {
+    throw new ConfigError('Invalid configuration: DATABASE_URL must name a database')
+  }
+
+  const production = cfg.NODE_ENV === 'production'
+  const secret = cfg.JWT_SECRET
+  // HS256 keys shorter than the hash output are brute-forceable offline (RFC 7518 §3.2).
+  if (secret !== undefined && Buffer.byteLength(secret) < 32) {
+    throw new ConfigError('Invalid configuration: JWT_SECRET must be at least 32 bytes')
+  }
+  if (production && secret === undefined) {
+    throw new ConfigError('Invalid configuration: JWT_SECRET is required when NODE_ENV=production')
+  }
+  if (production && secret !== undefined && new Set(secret).size < 10) {
+    throw new ConfigError('Invalid configuration: JWT_SECRET is too weak (use `openssl rand -base64 48`)')
+  }
+  if (cfg.REFRESH_TOKEN_TTL < cfg.ACCESS_TOKEN_TTL) {
+    throw new ConfigError('Invalid configuration: REFRESH_TOKEN_TTL must not be shorter than ACCESS_TOKEN_TTL')
+  }
+  if ((cfg.ADMIN_USERNAME === undefined) !== (cfg.ADMIN_PASSWORD === undefined)) {
+    throw new ConfigError('Invalid configuration: ADMIN_USERNAME and ADMIN_PASSWORD must be set together')
+  }
+
+  return {
+    ...cfg,
+    // Outside production a missing secret gets a random per-process key rather than a
+    // well-known default: a forgotten setting must never make tokens forgeable.
+    jwtKey: secret ?? randomBytes(48).toString('base64'),
+    jwtKeyGenerated: secret === undefined
+  }
+}
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    config: Config
+  }
+}
+
+export default fp<{ config: Config }>(async function configPlugin (fastify, opts) {
+  fastify.decorate('config', opts.config)
+  if (opts.config.jwtKeyGenerated) {
+    fastify.log.warn('JWT_SECRET is not set: using a random per-process key; tokens will not survive a restart or work across instances')
+  }
+}, { name: 'config' })

@@ -1,0 +1,104 @@
+// Provides `fastify.db`: the PostgreSQL pool (via @fastify/postgres), after creating the
+// database if it is missing and applying the versioned migrations in migrations/.
+import { existsSync } from 'node:fs'
+import { dirname, join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import fp from 'fastify-plugin'
+import fastifyPostgres, { type PostgresDb } from '@fastify/postgres'
+import pg from 'pg'
+import Postgrator from 'postgrator'
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    db: PostgresDb & Record<string, PostgresDb>
+  }
+}
+
+// Bounded waits: a request must fail fast with 503 rather than hang when PostgreSQL is gone.
+const CONNECT_TIMEOUT_MS = 2000
+const STATEMENT_TIMEOUT_MS = 5000
+// Arbitrary constant that names "auth-service migrations" in pg_advisory_lock.
+const MIGRATION_LOCK_ID = 7_241_337
+
+function migrationsDir (): string {
+  // Works from the sources (tsx, tap) and from dist/ after `npm run build`.
+  let dir = dirname(fileURLToPath(import.meta.url))
+  for (let i = 0; i < 3; i++) {
+    dir = dirname(dir)
+    if (existsSync(join(dir, 'migrations'))) return join(dir, 'migrations')
+  }
+  throw new Error('migrations/ directory not found')
+}
+
+/** Creates the database named in the URL when it does not exist (and the role may create it). */
+export async function ensureDatabase (databaseUrl: string): Promise<void> {
+  const url = new URL(databaseUrl)
+  const name = decodeURIComponent(url.pathname.slice(1))
+  const probe = new pg.Client({ connectionString: databaseUrl, connectionTimeoutMillis: CONNECT_TIMEOUT_MS })
+  try {
+    await probe.connect()
+    return
+  } catch (err) {
+    if ((err as { code?: string }).code !== '3D000') throw err // 3D000: invalid_catalog_name
+  } finally {
+    await probe.end().catch(() => {})
+  }
+  url.pathname = '/postgres'
+  const admin = new pg.Client({ connectionString: url.toString(), connectionTimeoutMillis: CONNECT_TIMEOUT_MS })
+  await admin.connect()
+  try {
+    await admin.query(`CREATE DATABASE ${pg.escapeIdentifier(name)}`)
+  } catch (err) {
+    // Another instance starting at the same moment may have created it first.
+    const code = (err as { code?: string }).code
+    if (code !== '42P04' && code !== '23505') throw err
+  } finally {
+    await admin.end().catch(() => {})
+  }
+}
+
+/**
+ * Applies pending migrations. A session-level advisory lock serialises instances that
+ * start at the same time; the second one finds nothing left to do.
+ */
+export async function migrate (databaseUrl: string): Promise<string[]> {
+  const client = new pg.Client({ connectionString: databaseUrl, connectionTimeoutMillis: CONNECT_TIMEOUT_MS })
+  await client.connect()
+  try {
+    await client.query('SELECT pg_advisory_lock($1)', [MIGRATION_LOCK_ID])
+    const postgrator = new Postgrator({
+      migrationPattern: join(migrationsDir(), '*'),
+      driver: 'pg',
+      schemaTable: 'schema_version',
+      execQuery: async (query) => await client.query(query)
+    })
+    const applied = await postgrator.migrate()
+    return applied.map((m) => m.filename)
+  } finally {
+    await client.end().catch(() => {})
+  }
+}
+
+export interface DbOptions {
+  databaseUrl: string
+  poolSize: number
+}
+
+export default fp<DbOptions>(async function dbPlugin (fastify, opts) {
+  await ensureDatabase(opts.databaseUrl)
+  const applied = await migrate(opts.databaseUrl)
+  if (applied.length > 0) fastify.log.info({ applied }, 'database migrations applied')
+
+  await fastify.register(fastifyPostgres, {
+    connectionString: opts.databaseUrl,
+    max: opts.poolSize,
+    connectionTimeoutMillis: CONNECT_TIMEOUT_MS,
+    statement_timeout: STATEMENT_TIMEOUT_MS,
+    query_timeout: STATEMENT_TIMEOUT_MS + 1000,
+    idleTimeoutMillis: 30_000,
+    // A broken connection must not take the process down; the next query reconnects.
+    // (pg emits 'error' on idle clients when the server goes away.)
+  })
+  fastify.pg.pool.on('error', (err) => fastify.log.warn({ err: { message: err.message } }, 'idle PostgreSQL client error'))
+  fastify.decorate('db', fastify.pg)
+}, { name: 'db', dependencies: ['config'] })

@@ -1,0 +1,67 @@
+// HTTP errors the service throws, and the classification of dependency failures.
+import { STATUS_CODES } from 'node:http'
+import createError from '@fastify/error'
+import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify'
+
+export const InvalidToken = createError('AUTH_INVALID_TOKEN', '%s', 401)
+export const BadCredentials = createError('AUTH_BAD_CREDENTIALS', 'Invalid username or password', 401)
+export const Unauthorized = createError('AUTH_UNAUTHORIZED', '%s', 401)
+export const Forbidden = createError('AUTH_FORBIDDEN', '%s', 403)
+export const NotFound = createError('AUTH_NOT_FOUND', '%s', 404)
+export const Conflict = createError('AUTH_CONFLICT', '%s', 409)
+export const TooManyRequests = createError('AUTH_TOO_MANY_REQUESTS', '%s', 429)
+export const Unavailable = createError('AUTH_UNAVAILABLE', 'Service temporarily unavailable, try again', 503)
+
+const NETWORK_CODES = new Set([
+  'ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', 'ENOTFOUND', 'EHOSTUNREACH',
+  'ENETUNREACH', 'EAI_AGAIN', 'ECONNABORTED'
+])
+// PostgreSQL SQLSTATEs that mean "the database is not there right now".
+const PG_UNAVAILABLE = new Set(['57P01', '57P02', '57P03', '53300', '57014', '40001', '40P01'])
+const DRIVER_MESSAGES = [
+  /^Connection terminated/, /timeout exceeded when trying to connect/, /^Query read timeout/,
+  /not queryable/, /^Client was closed/, /Stream isn't writeable/, /^Connection is closed/,
+  /^Command timed out/, /Reached the max retries per request/, /^Cannot use a pool after calling end/
+]
+
+/** True for failures of PostgreSQL or Redis (down, unreachable, timed out): answered 503. */
+export function isDependencyError (err: unknown): boolean {
+  if (typeof err !== 'object' || err === null) return false
+  const { code, message, name } = err as { code?: unknown, message?: unknown, name?: unknown }
+  if (typeof code === 'string') {
+    if (NETWORK_CODES.has(code) || PG_UNAVAILABLE.has(code) || code.startsWith('08')) return true
+  }
+  if (name === 'MaxRetriesPerRequestError') return true
+  return typeof message === 'string' && DRIVER_MESSAGES.some((re) => re.test(message))
+}
+
+/**
+ * The one error handler: 4xx keep their message; anything else becomes a generic 500
+ * (or 503 for a dependency outage) so that no stack, SQL or Redis text reaches a client.
+ */
+export function errorHandler (this: unknown, err: FastifyError, request: FastifyRequest, reply: FastifyReply): void {
+  let status = err.statusCode ?? 500
+  let message = err.message
+  let code: string | undefined = err.code
+  if (err.validation) {
+    status = 400
+  } else if (status === 503 || (status >= 500 && isDependencyError(err))) {
+    status = 503
+    message = 'Service temporarily unavailable, try again'
+    code = 'AUTH_UNAVAILABLE'
+    request.log.warn({ err: { message: err.message, code: err.code } }, 'dependency unavailable')
+    reply.header('retry-after', '1')
+  } else if (status < 400 || status >= 500) {
+    request.log.error({ err }, 'unexpected error')
+    status = 500
+    message = 'Internal Server Error'
+    code = undefined
+  }
+  if (status === 401) {
+    // RFC 6750 §3: every 401 names the scheme; invalid_token when a token was presented.
+    reply.header('www-authenticate', code === 'AUTH_INVALID_TOKEN'
+      ? 'Bearer realm="auth", error="invalid_token"'
+      : 'Bearer realm="auth"')
+  }
+  reply.code(status).send({ statusCode: status, error: STATUS_CODES[status] ?? 'Error', message, code })
+}

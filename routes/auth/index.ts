@@ -1,0 +1,197 @@
+// /auth: registration, login, refresh, the caller's identity and sessions, change-role.
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
+import { Type } from '@sinclair/typebox'
+import type { FastifyReply, FastifyRequest } from 'fastify'
+import { bearer, errors, IdParams, ref } from '../../schemas/common.js'
+import {
+  ChangePasswordBody, ChangeRoleBody, Credentials, LoginBody, Me, PasswordGrant, RefreshBody,
+  Session, TokenPair
+} from '../../schemas/auth.js'
+import { User } from '../../schemas/users.js'
+import type { ClientMeta, IssuedSession } from '../../plugins/sessions.js'
+
+const NoContent = Type.Null({ description: 'No content' })
+
+const routes: FastifyPluginAsyncTypebox = async function (fastify) {
+  const { users, sessions, audit, tokens, authenticate, requireRole } = fastify
+
+  function clientMeta (request: FastifyRequest): ClientMeta {
+    const ua = request.headers['user-agent']
+    return { ip: request.ip, userAgent: typeof ua === 'string' ? ua.slice(0, 256) : null }
+  }
+
+  // RFC 6749 §5.1: token responses are never cached.
+  function tokenPair (reply: FastifyReply, s: IssuedSession) {
+    reply.header('cache-control', 'no-store').header('pragma', 'no-cache')
+    return {
+      access_token: tokens.signAccess({ sub: s.userId, username: s.username, role: s.role, sid: s.sid, sca: s.sca }),
+      token_type: 'Bearer' as const,
+      expires_in: tokens.accessTtl,
+      refresh_token: s.refreshToken
+    }
+  }
+
+  fastify.post('/register', {
+    schema: {
+      tags: ['auth'],
+      operationId: 'register',
+      summary: 'Create an account (role user; a role in the body is ignored)',
+      body: ref(Credentials),
+      response: { 201: ref(User), ...errors(400, 409, 429, 503) }
+    }
+  }, async function (request, reply) {
+    const user = await users.register(request.body.username, request.body.password)
+    await audit.record({ type: 'register', actorId: user.id, subjectId: user.id, ip: request.ip })
+    return reply.code(201).send(user)
+  })
+
+  fastify.post('/login', {
+    schema: {
+      tags: ['auth'],
+      operationId: 'login',
+      summary: 'Sign in: JSON credentials, or the OAuth 2.0 password grant as a form',
+      body: {
+        content: {
+          'application/json': { schema: ref(LoginBody) },
+          'application/x-www-form-urlencoded': { schema: ref(PasswordGrant) }
+        }
+      },
+      response: { 200: ref(TokenPair), ...errors(400, 401, 429, 503) }
+    }
+  }, async function (request, reply) {
+    const { username, password } = request.body as { username: string, password: string }
+    const user = await users.verifyLogin(username, password, async (reason, account) => {
+      await audit.record({
+        type: 'login_failed', subjectId: account?.id ?? null, ip: request.ip, detail: { username, reason }
+      })
+    })
+    const session = await sessions.create(user.id, clientMeta(request))
+    await audit.record({ type: 'login', actorId: user.id, subjectId: user.id, ip: request.ip, detail: { sessionId: session.sid } })
+    return tokenPair(reply, session)
+  })
+
+  fastify.post('/refresh', {
+    schema: {
+      tags: ['auth'],
+      operationId: 'refresh',
+      summary: 'Exchange a refresh token (single use) for a new token pair',
+      description: 'Presenting a refresh token that was already used ends its whole session (theft detection).',
+      body: ref(RefreshBody),
+      response: { 200: ref(TokenPair), ...errors(400, 401, 503) }
+    }
+  }, async function (request, reply) {
+    const session = await sessions.refresh(request.body.refresh_token, clientMeta(request), async (userId, sid) => {
+      await audit.record({ type: 'refresh_reuse', subjectId: userId, ip: request.ip, detail: { sessionId: sid } })
+    })
+    return tokenPair(reply, session)
+  })
+
+  fastify.get('/me', {
+    onRequest: [authenticate],
+    schema: {
+      tags: ['auth'],
+      security: bearer,
+      operationId: 'getMe',
+      summary: 'The signed-in user (served from the token and one Redis read)',
+      response: { 200: ref(Me), ...errors(401, 503) }
+    }
+  }, async function (request) {
+    const { sub, preferred_username: username, role } = request.user
+    return { id: sub, username, role }
+  })
+
+  fastify.post('/change-role', {
+    onRequest: [authenticate, requireRole('admin')],
+    schema: {
+      tags: ['admin'],
+      operationId: 'changeRole',
+      summary: 'Set a user\'s role; the user\'s tokens stop working on the next request',
+      security: bearer,
+      body: ref(ChangeRoleBody),
+      response: { 200: ref(User), ...errors(400, 401, 403, 404, 409, 503) }
+    }
+  }, async function (request) {
+    return await users.update({ username: request.body.username }, { role: request.body.role }, async (before, after) => {
+      await audit.record({
+        type: 'role_changed', actorId: request.user.sub, subjectId: after.id, ip: request.ip, detail: { from: before.role, to: after.role }
+      })
+    })
+  })
+
+  fastify.post('/logout', {
+    onRequest: [authenticate],
+    schema: {
+      tags: ['auth'],
+      security: bearer,
+      operationId: 'logout',
+      summary: 'End the current session: its access and refresh tokens',
+      response: { 204: NoContent, ...errors(401, 503) }
+    }
+  }, async function (request, reply) {
+    await sessions.end(request.user.sub, request.user.sid)
+    await audit.record({ type: 'logout', actorId: request.user.sub, subjectId: request.user.sub, ip: request.ip, detail: { sessionId: request.user.sid } })
+    return reply.code(204).send(null)
+  })
+
+  fastify.post('/logout-all', {
+    onRequest: [authenticate],
+    schema: {
+      tags: ['auth'],
+      security: bearer,
+      operationId: 'logoutAll',
+      summary: 'End every session of the signed-in user',
+      response: { 204: NoContent, ...errors(401, 503) }
+    }
+  }, async function (request, reply) {
+    await sessions.endAll(request.user.sub)
+    await audit.record({ type: 'logout_all', actorId: request.user.sub, subjectId: request.user.sub, ip: request.ip })
+    return reply.code(204).send(null)
+  })
+
+  fastify.get('/sessions', {
+    onRequest: [authenticate],
+    schema: {
+      tags: ['auth'],
+      security: bearer,
+      operationId: 'listSessions',
+      summary: 'The signed-in user\'s live sessions; `current` marks the caller\'s',
+      response: { 200: Type.Array(ref(Session)), ...errors(401, 503) }
+    }
+  }, async function (request) {
+    return await sessions.list(request.user.sub, request.user.sid)
+  })
+
+  fastify.delete('/sessions/:id', {
+    onRequest: [authenticate],
+    schema: {
+      tags: ['auth'],
+      security: bearer,
+      operationId: 'deleteSession',
+      summary: 'End one of the signed-in user\'s sessions',
+      params: IdParams,
+      response: { 204: NoContent, ...errors(400, 401, 404, 503) }
+    }
+  }, async function (request, reply) {
+    await sessions.endOwn(request.user.sub, request.params.id)
+    await audit.record({ type: 'session_revoked', actorId: request.user.sub, subjectId: request.user.sub, ip: request.ip, detail: { sessionId: request.params.id } })
+    return reply.code(204).send(null)
+  })
+
+  fastify.post('/change-password', {
+    onRequest: [authenticate],
+    schema: {
+      tags: ['auth'],
+      security: bearer,
+      operationId: 'changePassword',
+      summary: 'Change the password; every session of the user ends, this one included',
+      body: ref(ChangePasswordBody),
+      response: { 204: NoContent, ...errors(400, 401, 403, 503) }
+    }
+  }, async function (request, reply) {
+    await users.changePassword(request.user.sub, request.body.currentPassword, request.body.newPassword)
+    await audit.record({ type: 'password_changed', actorId: request.user.sub, subjectId: request.user.sub, ip: request.ip })
+    return reply.code(204).send(null)
+  })
+}
+
+export default routes

@@ -1,0 +1,77 @@
+// /users: the admin API over accounts. Every change that removes power revokes at once.
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
+import { Type } from '@sinclair/typebox'
+import { bearer, errors, IdParams, PageQuery, ref } from '../../schemas/common.js'
+import { PatchUserBody, User, UserPage } from '../../schemas/users.js'
+
+const routes: FastifyPluginAsyncTypebox = async function (fastify) {
+  const { users, audit, authenticate, requireRole } = fastify
+  fastify.addHook('onRequest', authenticate)
+  fastify.addHook('onRequest', requireRole('admin'))
+  const security = bearer
+
+  fastify.get('/', {
+    schema: {
+      tags: ['admin'],
+      operationId: 'listUsers',
+      summary: 'Users, oldest first, cursor-paginated',
+      security,
+      querystring: PageQuery,
+      response: { 200: ref(UserPage), ...errors(400, 401, 403, 503) }
+    }
+  }, async function (request) {
+    return await users.list(request.query)
+  })
+
+  fastify.get('/:id', {
+    schema: {
+      tags: ['admin'],
+      operationId: 'getUser',
+      summary: 'One user',
+      security,
+      params: IdParams,
+      response: { 200: ref(User), ...errors(400, 401, 403, 404, 503) }
+    }
+  }, async function (request) {
+    return await users.getById(request.params.id)
+  })
+
+  fastify.patch('/:id', {
+    schema: {
+      tags: ['admin'],
+      operationId: 'updateUser',
+      summary: 'Change role and/or disable; revokes the user\'s tokens when power is removed or changed',
+      security,
+      params: IdParams,
+      body: ref(PatchUserBody),
+      response: { 200: ref(User), ...errors(400, 401, 403, 404, 409, 503) }
+    }
+  }, async function (request) {
+    return await users.update({ id: request.params.id }, request.body, async (before, after) => {
+      const base = { actorId: request.user.sub, subjectId: after.id, ip: request.ip }
+      if (before.role !== after.role) {
+        await audit.record({ ...base, type: 'role_changed', detail: { from: before.role, to: after.role } })
+      }
+      if (before.disabled !== after.disabled) {
+        await audit.record({ ...base, type: after.disabled ? 'user_disabled' : 'user_enabled' })
+      }
+    })
+  })
+
+  fastify.delete('/:id', {
+    schema: {
+      tags: ['admin'],
+      operationId: 'deleteUser',
+      summary: 'Delete a user; its tokens stop working at once',
+      security,
+      params: IdParams,
+      response: { 204: Type.Null({ description: 'No content' }), ...errors(400, 401, 403, 404, 409, 503) }
+    }
+  }, async function (request, reply) {
+    await users.delete(request.params.id)
+    await audit.record({ type: 'user_deleted', actorId: request.user.sub, subjectId: request.params.id, ip: request.ip })
+    return reply.code(204).send(null)
+  })
+}
+
+export default routes
