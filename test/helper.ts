@@ -1,0 +1,225 @@
+// Builds the real app against the machine's PostgreSQL and Redis, with configuration
+// passed as options (never through process.env), and cleans up after the test file.
+import { spawn, type ChildProcess } from 'node:child_process'
+import { randomBytes } from 'node:crypto'
+import { createServer, type AddressInfo } from 'node:net'
+import { setTimeout as sleep } from 'node:timers/promises'
+import Fastify, { type FastifyInstance, type LightMyRequestResponse } from 'fastify'
+import pg from 'pg'
+import { Redis } from 'ioredis'
+import app, { serverOptions } from '../app.js'
+import { loadConfig } from '../plugins/config.js'
+
+export const BASE_DATABASE_URL = process.env.TEST_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/auth_test'
+export const BASE_REDIS_URL = process.env.TEST_REDIS_URL ?? 'redis://127.0.0.1:6379'
+export const JWT_SECRET = 'test-secret-0123456789-abcdefghijklmnopqrstuvwxyz'
+export const PASSWORD = 'correct horse battery'
+
+interface Teardown { teardown: (fn: () => unknown) => void }
+
+export interface TestContext {
+  /** Unique tag of this test file's run: usernames and Redis keys carry it. */
+  tag: string
+  databaseUrl: string
+  redisKeyPrefix: string
+  username: (label?: string) => string
+}
+
+let counter = 0
+
+/**
+ * One per test file: a tag for usernames, a Redis key prefix of its own, and (with
+ * ownDatabase) a database of its own for tests whose assertions span all users (the
+ * last admin, listing users). Everything is removed at teardown.
+ */
+export async function context (t: Teardown, opts: { ownDatabase?: boolean } = {}): Promise<TestContext> {
+  const tag = randomBytes(4).toString('hex')
+  let databaseUrl = BASE_DATABASE_URL
+  if (opts.ownDatabase === true) {
+    const url = new URL(BASE_DATABASE_URL)
+    url.pathname = `/auth_test_${tag}`
+    databaseUrl = url.toString()
+  }
+  const redisKeyPrefix = `test:${tag}:`
+  t.teardown(async () => {
+    await deleteKeys(BASE_REDIS_URL, redisKeyPrefix)
+    if (opts.ownDatabase === true) {
+      await adminQuery(`DROP DATABASE IF EXISTS ${pg.escapeIdentifier(`auth_test_${tag}`)} WITH (FORCE)`)
+    } else {
+      await cleanUsers(databaseUrl, tag)
+    }
+  })
+  return {
+    tag,
+    databaseUrl,
+    redisKeyPrefix,
+    username: (label = 'u') => `${label.slice(0, 10)}_${tag}_${++counter}`
+  }
+}
+
+async function adminQuery (sql: string): Promise<void> {
+  const url = new URL(BASE_DATABASE_URL)
+  url.pathname = '/postgres'
+  const client = new pg.Client({ connectionString: url.toString() })
+  await client.connect()
+  try {
+    await client.query(sql)
+  } finally {
+    await client.end()
+  }
+}
+
+async function cleanUsers (databaseUrl: string, tag: string): Promise<void> {
+  const client = new pg.Client({ connectionString: databaseUrl })
+  try {
+    await client.connect()
+    const { rows } = await client.query('DELETE FROM users WHERE username LIKE $1 RETURNING id', [`%\\_${tag}\\_%`])
+    const ids = rows.map((r) => r.id)
+    if (ids.length > 0) {
+      await client.query('DELETE FROM audit_events WHERE actor_id = ANY($1) OR subject_id = ANY($1)', [ids])
+    }
+  } catch (err) {
+    // The database may never have been created if the app failed to start.
+    if ((err as { code?: string }).code !== '3D000') throw err
+  } finally {
+    await client.end().catch(() => {})
+  }
+}
+
+export async function deleteKeys (redisUrl: string, prefix: string): Promise<void> {
+  const redis = new Redis(redisUrl, { lazyConnect: true, maxRetriesPerRequest: 1 })
+  try {
+    await redis.connect()
+    let cursor = '0'
+    do {
+      const [next, keys] = await redis.scan(cursor, 'MATCH', `${prefix}*`, 'COUNT', 500)
+      cursor = next
+      if (keys.length > 0) await redis.del(...keys)
+    } while (cursor !== '0')
+  } catch {
+    // A private redis-server may already be gone.
+  } finally {
+    redis.disconnect()
+  }
+}
+
+export type Overrides = Record<string, string | number | boolean | undefined>
+
+/** Builds and readies the app; closed at teardown. */
+export async function build (t: Teardown, ctx: TestContext, overrides: Overrides = {}): Promise<FastifyInstance> {
+  const config = loadConfig({
+    DATABASE_URL: ctx.databaseUrl,
+    REDIS_URL: BASE_REDIS_URL,
+    REDIS_KEY_PREFIX: ctx.redisKeyPrefix,
+    JWT_SECRET,
+    LOG_LEVEL: 'silent',
+    // Cheaper hashes keep the suite fast; test/passwords.test.ts checks the real defaults.
+    ARGON2_MEMORY_COST: 8192,
+    ARGON2_TIME_COST: 1,
+    LOGIN_RATE_LIMIT: 10_000,
+    REGISTER_RATE_LIMIT: 10_000,
+    LOCKOUT_THRESHOLD: 10_000,
+    ...overrides
+  })
+  const server = Fastify(serverOptions(config))
+  await server.register(app, { config, purgeIntervalMs: 0 })
+  t.teardown(() => server.close())
+  await server.ready()
+  return server
+}
+
+export interface Account {
+  id: string
+  username: string
+  password: string
+  access: string
+  refresh: string
+}
+
+/** Registers a user (as admin through the service when asked) and logs in. */
+export async function signUp (server: FastifyInstance, ctx: TestContext, opts: { role?: 'user' | 'admin', label?: string } = {}): Promise<Account> {
+  const username = ctx.username(opts.label ?? opts.role ?? 'user')
+  const user = opts.role === 'admin'
+    ? await server.users.register(username, PASSWORD, 'admin')
+    : (await server.inject({ method: 'POST', url: '/auth/register', payload: { username, password: PASSWORD } })).json()
+  const tokens = await login(server, username)
+  return { id: user.id, username, password: PASSWORD, ...tokens }
+}
+
+export async function login (server: FastifyInstance, username: string, password = PASSWORD): Promise<{ access: string, refresh: string }> {
+  const res = await server.inject({ method: 'POST', url: '/auth/login', payload: { username, password } })
+  if (res.statusCode !== 200) throw new Error(`login failed: ${res.statusCode} ${res.body}`)
+  const body = res.json()
+  return { access: body.access_token, refresh: body.refresh_token }
+}
+
+export function me (server: FastifyInstance, access: string): Promise<LightMyRequestResponse> {
+  return server.inject({ method: 'GET', url: '/auth/me', headers: { authorization: `Bearer ${access}` } })
+}
+
+export function bearer (access: string): { authorization: string } {
+  return { authorization: `Bearer ${access}` }
+}
+
+export async function freePort (): Promise<number> {
+  return await new Promise((resolve, reject) => {
+    const srv = createServer()
+    srv.once('error', reject)
+    srv.listen(0, '127.0.0.1', () => {
+      const { port } = srv.address() as AddressInfo
+      srv.close(() => resolve(port))
+    })
+  })
+}
+
+export interface PrivateRedis {
+  url: string
+  port: number
+  client: Redis
+  stop: () => Promise<void>
+  start: () => Promise<void>
+}
+
+/**
+ * A redis-server of the test's own on a free port (no persistence), so a test can
+ * FLUSHALL, stop and restart it without touching the machine's shared Redis.
+ */
+export async function privateRedis (t: Teardown): Promise<PrivateRedis> {
+  const port = await freePort()
+  let child: ChildProcess | null = null
+  const url = `redis://127.0.0.1:${port}`
+  const client = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 1, retryStrategy: () => 100 })
+  client.on('error', () => {})
+
+  async function start (): Promise<void> {
+    child = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: 'ignore' })
+    for (let i = 0; i < 100; i++) {
+      try {
+        const probe = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null })
+        probe.on('error', () => {})
+        await probe.connect()
+        await probe.ping()
+        probe.disconnect()
+        return
+      } catch {
+        await sleep(50)
+      }
+    }
+    throw new Error('private redis-server did not start')
+  }
+  async function stop (): Promise<void> {
+    const c = child
+    child = null
+    if (c === null || c.exitCode !== null) return
+    const exited = new Promise((resolve) => c.once('exit', resolve))
+    c.kill('SIGKILL')
+    await exited
+  }
+  await start()
+  await client.connect()
+  t.teardown(async () => {
+    client.disconnect()
+    await stop()
+  })
+  return { url, port, client, stop, start }
+}
