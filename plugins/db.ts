@@ -61,13 +61,13 @@ export async function ensureDatabase (databaseUrl: string): Promise<void> {
  * Applies pending migrations. A session-level advisory lock serialises instances that
  * start at the same time; the second one finds nothing left to do.
  */
-export async function migrate (databaseUrl: string): Promise<string[]> {
+export async function migrate (databaseUrl: string, dir = migrationsDir()): Promise<string[]> {
   const client = new pg.Client({ connectionString: databaseUrl, connectionTimeoutMillis: CONNECT_TIMEOUT_MS })
   await client.connect()
   try {
     await client.query('SELECT pg_advisory_lock($1)', [MIGRATION_LOCK_ID])
     const postgrator = new Postgrator({
-      migrationPattern: join(migrationsDir(), '*'),
+      migrationPattern: join(dir, '*.sql'),
       driver: 'pg',
       schemaTable: 'schema_version',
       execQuery: async (query) => await client.query(query)

@@ -6,7 +6,7 @@ import { AuditPage, AuditQuery } from '../../schemas/audit.js'
 const routes: FastifyPluginAsyncTypebox = async function (fastify) {
   const { audit, authenticate, requireRole } = fastify
 
-  fastify.get('/', {
+  fastify.get('', {
     onRequest: [authenticate, requireRole('admin')],
     schema: {
       tags: ['admin'],

@@ -10,7 +10,7 @@ const routes: FastifyPluginAsyncTypebox = async function (fastify) {
   fastify.addHook('onRequest', requireRole('admin'))
   const security = bearer
 
-  fastify.get('/', {
+  fastify.get('', {
     schema: {
       tags: ['admin'],
       operationId: 'listUsers',
