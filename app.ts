@@ -15,6 +15,8 @@ import usersPlugin from './plugins/users.js'
 import sessionsPlugin from './plugins/sessions.js'
 import auditPlugin from './plugins/audit.js'
 import swaggerPlugin from './plugins/swagger.js'
+import securityPlugin from './plugins/security.js'
+import lockoutPlugin from './plugins/lockout.js'
 import { errorHandler } from './plugins/errors.js'
 import { sharedSchemas } from './schemas/common.js'
 import { ChangePasswordBody, ChangeRoleBody, Credentials, LoginBody, Me, PasswordGrant, RefreshBody, Session, TokenPair } from './schemas/auth.js'
@@ -101,7 +103,6 @@ async function app (fastify: FastifyInstance, opts: AppOptions): Promise<void> {
 
   await fastify.register(configPlugin, { config })
   await fastify.register(fastifyFormbody, { bodyLimit: 16 * 1024 })
-  await fastify.register(swaggerPlugin)
   await fastify.register(dbPlugin, { databaseUrl: config.DATABASE_URL, poolSize: config.DATABASE_POOL_SIZE })
   await fastify.register(redisPlugin, { url: config.REDIS_URL, keyPrefix: config.REDIS_KEY_PREFIX })
   await fastify.register(revocationPlugin, { sessionTtlSeconds: config.REFRESH_TOKEN_TTL })
@@ -122,6 +123,9 @@ async function app (fastify: FastifyInstance, opts: AppOptions): Promise<void> {
     purgeIntervalMs: opts.purgeIntervalMs
   })
   await fastify.register(auditPlugin)
+  await fastify.register(lockoutPlugin, { threshold: config.LOCKOUT_THRESHOLD })
+  await fastify.register(securityPlugin, { corsOrigins: config.corsOrigins })
+  await fastify.register(swaggerPlugin)
 
   if (config.ADMIN_USERNAME !== undefined && config.ADMIN_PASSWORD !== undefined) {
     if (await fastify.users.ensureAdmin(config.ADMIN_USERNAME, config.ADMIN_PASSWORD)) {

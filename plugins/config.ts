@@ -26,6 +26,8 @@ export const EnvSchema = Type.Object({
   REGISTER_RATE_LIMIT: PositiveInt(5, 'registrations per minute per client IP'),
   LOCKOUT_THRESHOLD: PositiveInt(5, 'failed logins in a row before a username is locked'),
   TRUST_PROXY: Type.Boolean({ default: false }),
+  // Comma-separated origins allowed to call the API from a browser; empty: CORS off.
+  CORS_ORIGINS: Type.String({ default: '' }),
   LOG_LEVEL: Type.Union(
     ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].map((l) => Type.Literal(l)),
     { default: 'info' }
@@ -36,6 +38,8 @@ export const EnvSchema = Type.Object({
 })
 
 export type Config = Static<typeof EnvSchema> & {
+  /** CORS_ORIGINS, split. */
+  corsOrigins: string[]
   /** The HS256 key actually in use (JWT_SECRET, or a random one outside production). */
   jwtKey: string
   /** True when no JWT_SECRET was given and a per-process key was generated. */
@@ -107,8 +111,16 @@ export function loadConfig (env: Record<string, string | number | boolean | unde
     throw new ConfigError('Invalid configuration: ADMIN_USERNAME and ADMIN_PASSWORD must be set together')
   }
 
+  const corsOrigins = cfg.CORS_ORIGINS.split(',').map((o) => o.trim()).filter((o) => o !== '')
+  for (const origin of corsOrigins) {
+    if (!/^https?:\/\/[^/\s]+$/.test(origin)) {
+      throw new ConfigError(`Invalid configuration: CORS_ORIGINS entry ${JSON.stringify(origin)} is not an origin like https://app.example.com`)
+    }
+  }
+
   return {
     ...cfg,
+    corsOrigins,
     // Outside production a missing secret gets a random per-process key rather than a
     // well-known default: a forgotten setting must never make tokens forgeable.
     jwtKey: secret ?? randomBytes(48).toString('base64'),

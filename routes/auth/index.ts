@@ -9,11 +9,13 @@ import {
 } from '../../schemas/auth.js'
 import { User } from '../../schemas/users.js'
 import type { ClientMeta, IssuedSession } from '../../plugins/sessions.js'
+import { TooManyRequests } from '../../plugins/errors.js'
 
 const NoContent = Type.Null({ description: 'No content' })
 
 const routes: FastifyPluginAsyncTypebox = async function (fastify) {
-  const { users, sessions, audit, tokens, authenticate, requireRole } = fastify
+  const { users, sessions, audit, tokens, lockout, authenticate, requireRole, config } = fastify
+  const perMinute = (max: number) => ({ rateLimit: { max, timeWindow: 60_000 } })
 
   function clientMeta (request: FastifyRequest): ClientMeta {
     const ua = request.headers['user-agent']
@@ -32,6 +34,7 @@ const routes: FastifyPluginAsyncTypebox = async function (fastify) {
   }
 
   fastify.post('/register', {
+    config: perMinute(config.REGISTER_RATE_LIMIT),
     schema: {
       tags: ['auth'],
       operationId: 'register',
@@ -46,6 +49,7 @@ const routes: FastifyPluginAsyncTypebox = async function (fastify) {
   })
 
   fastify.post('/login', {
+    config: perMinute(config.LOGIN_RATE_LIMIT),
     schema: {
       tags: ['auth'],
       operationId: 'login',
@@ -60,11 +64,19 @@ const routes: FastifyPluginAsyncTypebox = async function (fastify) {
     }
   }, async function (request, reply) {
     const { username, password } = request.body as { username: string, password: string }
+    const retryAfter = await lockout.retryAfter(username)
+    if (retryAfter > 0) {
+      await audit.record({ type: 'login_locked', ip: request.ip, detail: { username } })
+      reply.header('retry-after', String(retryAfter))
+      throw new TooManyRequests('Too many failed logins for this username, try again later')
+    }
     const user = await users.verifyLogin(username, password, async (reason, account) => {
+      const failures = await lockout.failed(username)
       await audit.record({
-        type: 'login_failed', subjectId: account?.id ?? null, ip: request.ip, detail: { username, reason }
+        type: 'login_failed', subjectId: account?.id ?? null, ip: request.ip, detail: { username, reason, failures }
       })
     })
+    await lockout.succeeded(username)
     const session = await sessions.create(user.id, clientMeta(request))
     await audit.record({ type: 'login', actorId: user.id, subjectId: user.id, ip: request.ip, detail: { sessionId: session.sid } })
     return tokenPair(reply, session)

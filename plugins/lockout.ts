@@ -1,0 +1,83 @@
+// Provides `fastify.lockout`: failed logins in a row per username, counted in Redis so
+// that every instance sees them, and a lock that grows with each further failure.
+import fp from 'fastify-plugin'
+import type { FastifyBaseLogger } from 'fastify'
+import type { Redis, Result } from 'ioredis'
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    lockout: LockoutService
+  }
+}
+
+declare module 'ioredis' {
+  interface RedisCommander<Context> {
+    authLoginFailed(counter: string, lock: string, threshold: number, baseMs: number, maxMs: number, keepMs: number): Result<number, Context>
+  }
+}
+
+// Count one more failure; from the threshold on, lock for base × 2^(failures − threshold),
+// capped. Both keys carry the same hash tag (one cluster slot).
+const FAILED_LUA = `
+local n = redis.call('INCR', KEYS[1])
+redis.call('PEXPIRE', KEYS[1], ARGV[4])
+local threshold = tonumber(ARGV[1])
+if n >= threshold then
+  local ms = math.min(tonumber(ARGV[2]) * 2 ^ (n - threshold), tonumber(ARGV[3]))
+  redis.call('SET', KEYS[2], '1', 'PX', math.floor(ms))
+end
+return n`
+
+/** First lock 30 s, doubling with each further failure, at most 15 minutes. */
+const BASE_LOCK_MS = 30_000
+const MAX_LOCK_MS = 15 * 60_000
+/** Failures older than a day without a success are forgotten. */
+const KEEP_FAILURES_MS = 24 * 60 * 60_000
+
+export class LockoutService {
+  constructor (
+    private readonly redis: Redis,
+    private readonly log: FastifyBaseLogger,
+    readonly threshold: number
+  ) {
+    redis.defineCommand('authLoginFailed', { numberOfKeys: 2, lua: FAILED_LUA })
+  }
+
+  // Keyed by the lower-cased username whether or not the user exists, so a lockout
+  // says nothing about which usernames are registered.
+  private keys (username: string): [string, string] {
+    const tag = `{lock:${username.toLowerCase()}}`
+    return [`${tag}:failures`, `${tag}:locked`]
+  }
+
+  /** Seconds until the username may try again, or 0. Fails open when Redis is down. */
+  async retryAfter (username: string): Promise<number> {
+    try {
+      const ms = await this.redis.pttl(this.keys(username)[1])
+      return ms > 0 ? Math.ceil(ms / 1000) : 0
+    } catch (err) {
+      this.log.warn({ err: { message: (err as Error).message } }, 'lockout check skipped: Redis unavailable')
+      return 0
+    }
+  }
+
+  /** Records a failed login; returns the failures in a row so far (0 if unknown). */
+  async failed (username: string): Promise<number> {
+    try {
+      const [counter, lock] = this.keys(username)
+      return await this.redis.authLoginFailed(counter, lock, this.threshold, BASE_LOCK_MS, MAX_LOCK_MS, KEEP_FAILURES_MS)
+    } catch (err) {
+      this.log.warn({ err: { message: (err as Error).message } }, 'failed login not counted: Redis unavailable')
+      return 0
+    }
+  }
+
+  /** A successful login ends the run of failures. */
+  async succeeded (username: string): Promise<void> {
+    await this.redis.del(...this.keys(username)).catch(() => {})
+  }
+}
+
+export default fp<{ threshold: number }>(async function lockoutPlugin (fastify, opts) {
+  fastify.decorate('lockout', new LockoutService(fastify.redis, fastify.log, opts.threshold))
+}, { name: 'lockout', dependencies: ['redis'] })

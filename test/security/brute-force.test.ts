@@ -1,0 +1,102 @@
+// Rate limits per client IP (shared through Redis) and lockout per username.
+import t from 'tap'
+import { build, context, PASSWORD, signUp } from '../helper.js'
+
+const ctx = await context(t)
+
+function loginFrom (app: Awaited<ReturnType<typeof build>>, username: string, password: string, ip?: string) {
+  return app.inject({
+    method: 'POST',
+    url: '/auth/login',
+    payload: { username, password },
+    headers: ip === undefined ? {} : { 'x-forwarded-for': ip },
+    remoteAddress: '10.9.9.9'
+  })
+}
+
+t.test('LOGIN_RATE_LIMIT per client IP, shared by every instance', async (t) => {
+  const a = await build(t, ctx, { LOGIN_RATE_LIMIT: 3, TRUST_PROXY: true })
+  const b = await build(t, ctx, { LOGIN_RATE_LIMIT: 3, TRUST_PROXY: true })
+  const user = await signUp(a, ctx)
+  const ip = `203.0.113.${Math.floor(Math.random() * 200) + 1}`
+  t.equal((await loginFrom(a, user.username, PASSWORD, ip)).statusCode, 200)
+  t.equal((await loginFrom(b, user.username, PASSWORD, ip)).statusCode, 200)
+  t.equal((await loginFrom(a, user.username, PASSWORD, ip)).statusCode, 200)
+  const limited = await loginFrom(b, user.username, PASSWORD, ip)
+  t.equal(limited.statusCode, 429, 'the fourth attempt in a minute, at another instance')
+  t.ok(Number(limited.headers['retry-after']) > 0, 'with Retry-After')
+  t.match(limited.json(), { statusCode: 429, error: 'Too Many Requests' })
+  t.equal((await loginFrom(a, user.username, PASSWORD, '198.51.100.7')).statusCode, 200, 'another client IP is not limited')
+  await new Promise((resolve) => setTimeout(resolve, 50))
+  const { rows } = await a.db.query("SELECT count(*)::int AS n FROM audit_events WHERE type = 'rate_limited' AND ip = $1", [ip])
+  t.ok(rows[0].n >= 1, 'audited')
+  // Clean up this file's audit rows that carry no user id.
+  await a.db.query("DELETE FROM audit_events WHERE type = 'rate_limited' AND ip = $1", [ip])
+})
+
+t.test('X-Forwarded-For is ignored unless TRUST_PROXY says so', async (t) => {
+  const app = await build(t, ctx, { LOGIN_RATE_LIMIT: 2, TRUST_PROXY: false })
+  const user = await signUp(app, ctx)
+  const remote = `10.1.${Math.floor(Math.random() * 250)}.${Math.floor(Math.random() * 250)}`
+  const send = (xff: string) => app.inject({
+    method: 'POST', url: '/auth/login', payload: { username: user.username, password: PASSWORD }, headers: { 'x-forwarded-for': xff }, remoteAddress: remote
+  })
+  t.equal((await send('1.1.1.1')).statusCode, 200)
+  t.equal((await send('2.2.2.2')).statusCode, 200)
+  t.equal((await send('3.3.3.3')).statusCode, 429, 'a spoofed X-Forwarded-For does not reset the limit')
+  await app.db.query("DELETE FROM audit_events WHERE type = 'rate_limited' AND ip = $1", [remote])
+})
+
+t.test('REGISTER_RATE_LIMIT per client IP', async (t) => {
+  const app = await build(t, ctx, { REGISTER_RATE_LIMIT: 2 })
+  const remote = `10.2.${Math.floor(Math.random() * 250)}.${Math.floor(Math.random() * 250)}`
+  const register = () => app.inject({ method: 'POST', url: '/auth/register', payload: { username: ctx.username('rl'), password: PASSWORD }, remoteAddress: remote })
+  t.equal((await register()).statusCode, 201)
+  t.equal((await register()).statusCode, 201)
+  const limited = await register()
+  t.equal(limited.statusCode, 429)
+  t.ok(Number(limited.headers['retry-after']) > 0)
+  await app.db.query("DELETE FROM audit_events WHERE type = 'rate_limited' AND ip = $1", [remote])
+})
+
+t.test('LOCKOUT_THRESHOLD failed logins in a row lock the username', async (t) => {
+  const app = await build(t, ctx, { LOCKOUT_THRESHOLD: 3 })
+  const victim = await signUp(app, ctx)
+  const bystander = await signUp(app, ctx)
+  for (let i = 0; i < 3; i++) {
+    t.equal((await loginFrom(app, victim.username, 'wrong password')).statusCode, 401, `failure ${i + 1}`)
+  }
+  const locked = await loginFrom(app, victim.username.toUpperCase(), PASSWORD)
+  t.equal(locked.statusCode, 429, 'even the right password is refused while locked, in any case of the username')
+  t.ok(Number(locked.headers['retry-after']) >= 1, 'with Retry-After')
+  t.equal((await loginFrom(app, bystander.username, PASSWORD)).statusCode, 200, 'other users are not affected')
+  const { rows } = await app.db.query("SELECT type FROM audit_events WHERE type IN ('login_failed', 'login_locked') AND detail->>'username' ILIKE $1", [victim.username])
+  t.equal(rows.filter((r) => r.type === 'login_failed').length, 3)
+  t.equal(rows.filter((r) => r.type === 'login_locked').length, 1)
+  await app.db.query("DELETE FROM audit_events WHERE detail->>'username' ILIKE $1", [victim.username])
+
+  // The lock grows: one more failure after it lapses locks for longer.
+  const lockKey = `{lock:${victim.username.toLowerCase()}}:locked`
+  const first = await app.redis.pttl(lockKey)
+  t.ok(first > 0 && first <= 30_000, `first lock ${first} ms`)
+  await app.redis.del(lockKey)
+  t.equal((await loginFrom(app, victim.username, 'wrong again')).statusCode, 401)
+  const second = await app.redis.pttl(lockKey)
+  t.ok(second > 30_000, `second lock ${second} ms is longer`)
+  await app.db.query("DELETE FROM audit_events WHERE detail->>'username' ILIKE $1", [victim.username])
+})
+
+t.test('an unknown username locks the same way (no enumeration), and success resets the count', async (t) => {
+  const app = await build(t, ctx, { LOCKOUT_THRESHOLD: 2 })
+  const ghost = ctx.username('ghost')
+  t.equal((await loginFrom(app, ghost, 'whatever1')).statusCode, 401)
+  t.equal((await loginFrom(app, ghost, 'whatever2')).statusCode, 401)
+  t.equal((await loginFrom(app, ghost, 'whatever3')).statusCode, 429)
+
+  const user = await signUp(app, ctx)
+  t.equal((await loginFrom(app, user.username, 'wrong password')).statusCode, 401)
+  t.equal((await loginFrom(app, user.username, PASSWORD)).statusCode, 200)
+  t.equal((await loginFrom(app, user.username, 'wrong password')).statusCode, 401, 'the count restarted after the success')
+  t.equal((await loginFrom(app, user.username, PASSWORD)).statusCode, 200)
+  await app.db.query("DELETE FROM audit_events WHERE detail->>'username' = $1", [ghost])
+})
