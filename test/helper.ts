@@ -106,7 +106,8 @@ export async function deleteKeys (redisUrl: string, prefix: string): Promise<voi
 export type Overrides = Record<string, string | number | boolean | undefined>
 
 /** Builds and readies the app; closed at teardown. */
-export async function build (t: Teardown, ctx: TestContext, overrides: Overrides = {}): Promise<FastifyInstance> {
+export async function build (t: Teardown, ctx: TestContext, overrides: Overrides = {},
+  opts: { logStream?: { write: (line: string) => void } } = {}): Promise<FastifyInstance> {
   const config = loadConfig({
     DATABASE_URL: ctx.databaseUrl,
     REDIS_URL: BASE_REDIS_URL,
@@ -121,7 +122,9 @@ export async function build (t: Teardown, ctx: TestContext, overrides: Overrides
     LOCKOUT_THRESHOLD: 10_000,
     ...overrides
   })
-  const server = Fastify(serverOptions(config))
+  const options = serverOptions(config)
+  if (opts.logStream !== undefined) options.logger = { ...(options.logger as object), stream: opts.logStream }
+  const server = Fastify(options)
   await server.register(app, { config, purgeIntervalMs: 0 })
   t.teardown(() => server.close())
   await server.ready()

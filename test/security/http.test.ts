@@ -1,0 +1,66 @@
+// HTTP-level hardening: headers, CORS, body limits, and logs that never hold a secret.
+import t from 'tap'
+import { bearer, build, context, PASSWORD, signUp } from '../helper.js'
+
+const ctx = await context(t)
+const lines: string[] = []
+const app = await build(t, ctx, { LOG_LEVEL: 'trace' }, { logStream: { write: (line: string) => { lines.push(line) } } })
+
+t.test('security headers on every response', async (t) => {
+  const res = await app.inject('/health')
+  t.equal(res.headers['x-content-type-options'], 'nosniff')
+  t.match(res.headers['content-security-policy'], /default-src 'self'/)
+  t.match(res.headers['strict-transport-security'], /max-age=/)
+  t.equal(res.headers['x-frame-options'], 'SAMEORIGIN')
+  t.notOk(res.headers['x-powered-by'])
+  t.match(res.headers['x-request-id'], /^[0-9a-f-]{36}$/)
+})
+
+t.test('X-Request-Id is propagated when sane, replaced when not', async (t) => {
+  t.equal((await app.inject({ url: '/health', headers: { 'x-request-id': 'abc-123' } })).headers['x-request-id'], 'abc-123')
+  const hostile = await app.inject({ url: '/health', headers: { 'x-request-id': 'a\u0007b'.repeat(100) } })
+  t.match(hostile.headers['x-request-id'], /^[0-9a-f-]{36}$/)
+  t.ok(lines.some((l) => l.includes('"reqId":"abc-123"')), 'and appears in the logs')
+})
+
+t.test('CORS is off unless CORS_ORIGINS lists the origin', async (t) => {
+  const off = await app.inject({ method: 'OPTIONS', url: '/auth/login', headers: { origin: 'https://evil.example', 'access-control-request-method': 'POST' } })
+  t.notOk(off.headers['access-control-allow-origin'])
+  const on = await build(t, ctx, { CORS_ORIGINS: 'https://app.example' })
+  const allowed = await on.inject({ method: 'OPTIONS', url: '/auth/login', headers: { origin: 'https://app.example', 'access-control-request-method': 'POST' } })
+  t.equal(allowed.headers['access-control-allow-origin'], 'https://app.example')
+  const other = await on.inject({ method: 'GET', url: '/health', headers: { origin: 'https://evil.example' } })
+  t.notOk(other.headers['access-control-allow-origin'])
+})
+
+t.test('a large body is refused early', async (t) => {
+  const res = await app.inject({ method: 'POST', url: '/auth/login', payload: { username: 'a', password: 'b', pad: 'x'.repeat(20_000) } })
+  t.equal(res.statusCode, 413)
+})
+
+t.test('prototype pollution payloads are dropped, never honoured', async (t) => {
+  const username = ctx.username('proto')
+  const res = await app.inject({
+    method: 'POST',
+    url: '/auth/register',
+    headers: { 'content-type': 'application/json' },
+    payload: `{"username":"${username}","password":"${PASSWORD}","__proto__":{"role":"admin","isAdmin":true},"constructor":{"prototype":{"role":"admin"}}}`
+  })
+  t.ok(res.statusCode === 201 || res.statusCode === 400, `status ${res.statusCode}`)
+  t.equal(({} as Record<string, unknown>).role, undefined, 'Object.prototype untouched')
+  if (res.statusCode === 201) t.equal(res.json().role, 'user')
+})
+
+t.test('logs never contain passwords or tokens', async (t) => {
+  const user = await signUp(app, ctx)
+  await app.inject({ method: 'POST', url: '/auth/login', payload: { username: user.username, password: 'a wrong password' } })
+  await app.inject({ method: 'POST', url: '/auth/refresh', payload: { refresh_token: user.refresh } })
+  await app.inject({ method: 'GET', url: '/auth/me', headers: bearer(user.access) })
+  await app.inject({ method: 'GET', url: '/auth/me', headers: { authorization: 'Bearer not.a.token', cookie: 'session=secret-cookie' } })
+  await app.inject({ method: 'POST', url: '/auth/change-password', headers: bearer(user.access), payload: { currentPassword: 'wrong one!', newPassword: 'another password' } })
+  t.ok(lines.length > 5, 'logging happened')
+  const all = lines.join('\n')
+  for (const secret of [PASSWORD, 'a wrong password', 'wrong one!', 'another password', user.access, user.refresh, user.access.split('.')[2], 'secret-cookie']) {
+    t.notOk(all.includes(secret), `no ${secret.slice(0, 12)}… in the logs`)
+  }
+})
