@@ -20,7 +20,7 @@ const routes: Array<[string, string]> = [
 
 const hostileString = fc.oneof(
   fc.string({ maxLength: 40 }),
-  fc.constantFrom('', '\u0000', 'a\u0000b', '../../etc/passwd', "' OR 1=1 --", '${jndi:ldap://x}', '__proto__',
+  fc.constantFrom('', '\u0000', 'a\u0000b', '../../etc/passwd', "' OR 1=1 --", '$' + '{jndi:ldap://x}', '__proto__',
     'constructor', 'x'.repeat(300), '😀'.repeat(40), '\ud800', 'admin', 'user', '00000000-0000-4000-8000-000000000000'),
   fc.uuid()
 )
@@ -47,7 +47,7 @@ t.test('no route answers 5xx to generated input', async (t) => {
   await fc.assert(fc.asyncProperty(
     fc.constantFrom(...routes), jsonValue, authorization, contentType, query, fc.oneof(fc.uuid(), hostileString), fc.boolean(),
     async ([method, path], body, auth, type, q, id, rawString) => {
-      const url = path.replace(':id', encodeURIComponent(id.toWellFormed())) + '?' + new URLSearchParams(q).toString()
+      const url = path.replace(':id', encodeURIComponent(id.replace(/[\ud800-\udfff]/g, ''))) + '?' + new URLSearchParams(q).toString()
       const headers: Record<string, string> = { 'content-type': type }
       // Only what HTTP can carry in a header: printable ASCII.
       if (auth !== undefined) headers.authorization = auth.replace(/[^\x20-\x7e]/g, '')
