@@ -27,6 +27,7 @@ import authRoutes from './routes/auth/index.js'
 import userRoutes from './routes/users/index.js'
 import auditRoutes from './routes/audit/index.js'
 import healthRoutes from './routes/health/index.js'
+import wellKnownRoutes, { Jwks } from './routes/well-known/index.js'
 
 export interface AppOptions {
   config: Config
@@ -97,7 +98,7 @@ async function app (fastify: FastifyInstance, opts: AppOptions): Promise<void> {
 
   for (const schema of [...sharedSchemas, User, UserPage, PatchUserBody, Credentials, LoginBody,
     PasswordGrant, TokenPair, RefreshBody, Me, ChangeRoleBody, ChangePasswordBody, Session,
-    AuditEvent, AuditPage, Health, Readiness]) {
+    AuditEvent, AuditPage, Health, Readiness, Jwks]) {
     fastify.addSchema(schema)
   }
 
@@ -108,6 +109,7 @@ async function app (fastify: FastifyInstance, opts: AppOptions): Promise<void> {
   await fastify.register(revocationPlugin, { sessionTtlSeconds: config.REFRESH_TOKEN_TTL })
   await fastify.register(authPlugin, {
     secret: config.jwtKey,
+    keys: config.signingKeys,
     issuer: config.JWT_ISSUER,
     audience: config.JWT_AUDIENCE,
     accessTtl: config.ACCESS_TOKEN_TTL
@@ -134,6 +136,7 @@ async function app (fastify: FastifyInstance, opts: AppOptions): Promise<void> {
   }
 
   await fastify.register(healthRoutes)
+  await fastify.register(wellKnownRoutes)
   await fastify.register(authRoutes, { prefix: '/auth' })
   await fastify.register(userRoutes, { prefix: '/users' })
   await fastify.register(auditRoutes, { prefix: '/audit' })

@@ -3,6 +3,8 @@
 import { randomUUID } from 'node:crypto'
 import fp from 'fastify-plugin'
 import fastifyJwt from '@fastify/jwt'
+import { createVerifier, type Algorithm } from 'fast-jwt'
+import type { SigningKeys } from './keys.js'
 import type { FastifyReply, FastifyRequest, onRequestAsyncHookHandler } from 'fastify'
 import type { Role } from '../schemas/users.js'
 import { Forbidden, InvalidToken } from './errors.js'
@@ -48,27 +50,49 @@ const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/
 
 export interface AuthOptions {
   secret: string
+  /** EdDSA/ES256 keys: sign with the first, verify with any (by `kid`). */
+  keys?: SigningKeys
   issuer: string
   audience: string
   accessTtl: number
 }
 
 export default fp<AuthOptions>(async function authPlugin (fastify, opts) {
+  const { keys } = opts
+  const verifyOptions = {
+    // One pinned algorithm per key (RFC 8725 §3.1): no "none", no HS/ES confusion.
+    algorithms: [keys?.alg ?? 'HS256'] as Algorithm[],
+    allowedIss: opts.issuer,
+    allowedAud: opts.audience,
+    requiredClaims: ['sub', 'sid', 'sca', 'role', 'jti', 'iat', 'exp', 'iss', 'aud'],
+    // Signature checks of a token already seen are served from an LRU cache (expiry
+    // still honoured); revocation is checked on every request regardless.
+    cache: 1000
+  }
   await fastify.register(fastifyJwt, {
-    secret: opts.secret,
-    sign: { algorithm: 'HS256', iss: opts.issuer, aud: opts.audience, expiresIn: opts.accessTtl },
-    verify: {
-      // One pinned algorithm (RFC 8725 §3.1): no "none", no RS/HS confusion.
-      algorithms: ['HS256'],
-      allowedIss: opts.issuer,
-      allowedAud: opts.audience,
-      requiredClaims: ['sub', 'sid', 'sca', 'role', 'jti', 'iat', 'exp', 'iss', 'aud'],
-      // Signature checks of a token already seen are served from an LRU cache (expiry
-      // still honoured); revocation is checked on every request regardless.
-      cache: 1000
-    }
+    secret: keys === undefined ? opts.secret : { private: keys.privatePem, public: keys.publicKeys[0].pem },
+    sign: {
+      algorithm: keys?.alg ?? 'HS256',
+      ...(keys === undefined ? {} : { kid: keys.kid }),
+      iss: opts.issuer,
+      aud: opts.audience,
+      expiresIn: opts.accessTtl
+    },
+    verify: verifyOptions
   })
   const { revocation } = fastify
+
+  // With asymmetric keys, the token's `kid` picks the key (the current one, or a previous
+  // one during a rotation); a missing or unknown kid is refused.
+  const byKid = new Map((keys?.publicKeys ?? []).map((k) =>
+    [k.kid, createVerifier({ ...verifyOptions, algorithms: [k.alg as Algorithm], key: k.pem })]))
+  function verify (token: string): AccessClaims {
+    if (keys === undefined) return fastify.jwt.verify<AccessClaims>(token)
+    const header = JSON.parse(Buffer.from(token.slice(0, token.indexOf('.')), 'base64url').toString())
+    const verifier = typeof header?.kid === 'string' ? byKid.get(header.kid) : undefined
+    if (verifier === undefined) throw new Error('unknown kid')
+    return verifier(token) as AccessClaims
+  }
 
   fastify.decorate('tokens', {
     accessTtl: opts.accessTtl,
@@ -84,7 +108,7 @@ export default fp<AuthOptions>(async function authPlugin (fastify, opts) {
     if (match === null) throw new InvalidToken('Malformed Authorization header: expected "Bearer <token>"')
     let claims: AccessClaims
     try {
-      claims = fastify.jwt.verify<AccessClaims>(match[1])
+      claims = verify(match[1])
     } catch {
       throw new InvalidToken('Invalid or expired access token')
     }

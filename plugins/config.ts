@@ -3,6 +3,7 @@ import { randomBytes } from 'node:crypto'
 import fp from 'fastify-plugin'
 import { Type, type Static } from '@sinclair/typebox'
 import { Value } from '@sinclair/typebox/value'
+import { loadSigningKeys, type SigningKeys } from './keys.js'
 
 const PositiveInt = (def: number, description: string) =>
   Type.Integer({ minimum: 1, default: def, description })
@@ -15,7 +16,15 @@ export const EnvSchema = Type.Object({
   DATABASE_POOL_SIZE: PositiveInt(10, 'PostgreSQL connections per instance'),
   REDIS_URL: Type.String({ default: 'redis://127.0.0.1:6379' }),
   REDIS_KEY_PREFIX: Type.String({ default: 'auth:', pattern: '^[A-Za-z0-9:_.-]{0,64}$' }),
+  // Redis topology (plugins/redis.ts): REDIS_URL names one node of a Cluster or one Sentinel;
+  // REDIS_NODES lists more `host:port` seeds; credentials and TLS still come from REDIS_URL.
+  REDIS_MODE: Type.Union([Type.Literal('standalone'), Type.Literal('cluster'), Type.Literal('sentinel')], { default: 'standalone' }),
+  REDIS_NODES: Type.Optional(Type.String({ pattern: '^[A-Za-z0-9.-]+:[0-9]{1,5}(,[A-Za-z0-9.-]+:[0-9]{1,5})*$' })),
+  REDIS_SENTINEL_MASTER: Type.String({ minLength: 1, default: 'mymaster' }),
   JWT_SECRET: Type.Optional(Type.String()),
+  // Asymmetric signing instead of JWT_SECRET: PEM keys (see plugins/keys.ts and the README).
+  JWT_PRIVATE_KEY: Type.Optional(Type.String()),
+  JWT_PUBLIC_KEY: Type.Optional(Type.String()),
   JWT_ISSUER: Type.String({ minLength: 1, default: 'auth-service' }),
   JWT_AUDIENCE: Type.String({ minLength: 1, default: 'auth-service' }),
   ACCESS_TOKEN_TTL: PositiveInt(900, 'seconds'),
@@ -44,6 +53,8 @@ export type Config = Static<typeof EnvSchema> & {
   jwtKey: string
   /** True when no JWT_SECRET was given and a per-process key was generated. */
   jwtKeyGenerated: boolean
+  /** EdDSA/ES256 keys when JWT_PRIVATE_KEY is set (then JWT_SECRET is not used). */
+  signingKeys?: SigningKeys
 }
 
 export class ConfigError extends Error {
@@ -71,7 +82,7 @@ export function loadConfig (env: Record<string, string | number | boolean | unde
   const first = Value.Errors(EnvSchema, converted).First()
   if (first) {
     const name = first.path.replace(/^\//, '') || 'environment'
-    const shown = name === 'JWT_SECRET' || name === 'ADMIN_PASSWORD' ? '' : ` (got ${JSON.stringify(raw[name])})`
+    const shown = ['JWT_SECRET', 'JWT_PRIVATE_KEY', 'ADMIN_PASSWORD'].includes(name) ? '' : ` (got ${JSON.stringify(raw[name])})`
     throw new ConfigError(`Invalid configuration: ${name} ${first.message.toLowerCase()}${shown}`)
   }
   const cfg = converted as Static<typeof EnvSchema>
@@ -98,7 +109,18 @@ export function loadConfig (env: Record<string, string | number | boolean | unde
   if (secret !== undefined && Buffer.byteLength(secret) < 32) {
     throw new ConfigError('Invalid configuration: JWT_SECRET must be at least 32 bytes')
   }
-  if (production && secret === undefined) {
+  let signingKeys: SigningKeys | undefined
+  if (cfg.JWT_PRIVATE_KEY !== undefined) {
+    if (secret !== undefined) throw new ConfigError('Invalid configuration: set JWT_SECRET or JWT_PRIVATE_KEY, not both')
+    try {
+      signingKeys = loadSigningKeys(cfg.JWT_PRIVATE_KEY, cfg.JWT_PUBLIC_KEY)
+    } catch (err) {
+      throw new ConfigError(`Invalid configuration: ${(err as Error).message}`)
+    }
+  } else if (cfg.JWT_PUBLIC_KEY !== undefined) {
+    throw new ConfigError('Invalid configuration: JWT_PUBLIC_KEY needs JWT_PRIVATE_KEY')
+  }
+  if (production && secret === undefined && signingKeys === undefined) {
     throw new ConfigError('Invalid configuration: JWT_SECRET is required when NODE_ENV=production')
   }
   if (production && secret !== undefined && new Set(secret).size < 10) {
@@ -124,7 +146,8 @@ export function loadConfig (env: Record<string, string | number | boolean | unde
     // Outside production a missing secret gets a random per-process key rather than a
     // well-known default: a forgotten setting must never make tokens forgeable.
     jwtKey: secret ?? randomBytes(48).toString('base64'),
-    jwtKeyGenerated: secret === undefined
+    jwtKeyGenerated: secret === undefined && signingKeys === undefined,
+    signingKeys
   }
 }
 
