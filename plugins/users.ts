@@ -110,7 +110,8 @@ export class UserService {
   async list (opts: { limit: number, cursor?: string }): Promise<{ items: User[], nextCursor: string | null }> {
     const after = opts.cursor === undefined
       ? [null, null]
-      : decodeCursor(opts.cursor, [/^[0-9]{1,18}$/, /^[0-9a-f-]{36}$/])
+      // The full UUID shape: 36 hex-or-dash characters in any order would reach ::uuid as a 500.
+      : decodeCursor(opts.cursor, [/^[0-9]{1,18}$/, /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/])
     const { rows } = await this.db.query(
       `SELECT ${COLUMNS}, (extract(epoch FROM created_at) * 1000000)::bigint AS created_us FROM users
         WHERE $1::bigint IS NULL
