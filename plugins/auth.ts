@@ -7,7 +7,7 @@ import { createVerifier, type Algorithm } from 'fast-jwt'
 import type { SigningKeys } from './keys.js'
 import type { FastifyReply, FastifyRequest, onRequestAsyncHookHandler } from 'fastify'
 import type { Role } from '../schemas/users.js'
-import { Forbidden, InvalidToken } from './errors.js'
+import { Forbidden, InvalidToken, MissingToken } from './errors.js'
 
 /** What a verified access token tells about its bearer. */
 export interface AccessClaims {
@@ -103,7 +103,7 @@ export default fp<AuthOptions>(async function authPlugin (fastify, opts) {
 
   fastify.decorate('authenticate', async function authenticate (request: FastifyRequest, _reply: FastifyReply) {
     const header = request.headers.authorization
-    if (header === undefined) throw new InvalidToken('Missing access token')
+    if (header === undefined) throw new MissingToken()
     const match = header.length <= MAX_TOKEN_LENGTH ? BEARER.exec(header) : null
     if (match === null) throw new InvalidToken('Malformed Authorization header: expected "Bearer <token>"')
     let claims: AccessClaims

@@ -4,6 +4,7 @@ import createError from '@fastify/error'
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify'
 
 export const InvalidToken = createError('AUTH_INVALID_TOKEN', '%s', 401)
+export const MissingToken = createError('AUTH_MISSING_TOKEN', 'Missing access token', 401)
 export const BadCredentials = createError('AUTH_BAD_CREDENTIALS', 'Invalid username or password', 401)
 export const Unauthorized = createError('AUTH_UNAUTHORIZED', '%s', 401)
 export const Forbidden = createError('AUTH_FORBIDDEN', '%s', 403)
@@ -58,7 +59,7 @@ export function errorHandler (this: unknown, err: FastifyError, request: Fastify
     code = undefined
   }
   if (status === 401) {
-    // RFC 6750 §3: every 401 names the scheme; invalid_token when a token was presented.
+    // RFC 6750 §3: every 401 names the scheme; an error code only when a token was presented.
     reply.header('www-authenticate', code === 'AUTH_INVALID_TOKEN'
       ? 'Bearer realm="auth", error="invalid_token"'
       : 'Bearer realm="auth"')

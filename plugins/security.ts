@@ -21,7 +21,10 @@ export default fp<SecurityOptions>(async function securityPlugin (fastify, opts)
         styleSrc: ["'self'", "'unsafe-inline'"],
         imgSrc: ["'self'", 'data:', 'validator.swagger.io'],
         connectSrc: ["'self'"],
-        frameAncestors: ["'none'"]
+        frameAncestors: ["'none'"],
+        // Not forced: the service is often reached over plain HTTP inside a private network,
+        // and upgrading Swagger UI's assets to https would break /docs there.
+        upgradeInsecureRequests: null
       }
     }
   })

@@ -5,7 +5,7 @@ import fp from 'fastify-plugin'
 import type { PoolClient } from 'pg'
 import type { Role } from '../schemas/users.js'
 import type { Session } from '../schemas/auth.js'
-import { NotFound, Unauthorized } from './errors.js'
+import { BadCredentials, NotFound, Unauthorized } from './errors.js'
 import type { RevocationDb, RevocationService } from './revocation.js'
 
 declare module 'fastify' {
@@ -66,7 +66,8 @@ export class SessionService {
       // session): no token is ever issued with a role that was already changed.
       const { rows: users } = await client.query(
         'SELECT username, role, disabled FROM users WHERE id = $1 FOR SHARE', [userId])
-      if (users.length === 0 || users[0].disabled) throw new Unauthorized('Invalid username or password')
+      // Same answer as any failed login: a user disabled mid-login learns nothing more.
+      if (users.length === 0 || users[0].disabled) throw new BadCredentials()
       const { rows } = await client.query(
         `INSERT INTO sessions AS s (user_id, expires_at, ip, user_agent)
          VALUES ($1, clock_timestamp() + make_interval(secs => $2), $3, $4)

@@ -1,5 +1,5 @@
 import { Type, type Static } from '@sinclair/typebox'
-import { Cursor, PageQuery, Uuid } from './common.js'
+import { Cursor, optionalDefaults, PageQuery, Uuid } from './common.js'
 
 export const AuditType = Type.Union([
   'register', 'login', 'login_failed', 'login_locked', 'logout', 'logout_all', 'refresh_reuse',
@@ -15,15 +15,27 @@ export const AuditEvent = Type.Object({
   actorId: Type.Union([Uuid, Type.Null()]),
   subjectId: Type.Union([Uuid, Type.Null()]),
   ip: Type.Union([Type.String(), Type.Null()]),
-  detail: Type.Record(Type.String(), Type.Unknown())
-}, { $id: 'AuditEvent' })
+  detail: Type.Record(Type.String(), Type.Unknown(), { description: 'Type-specific facts, e.g. `{ from, to }` of a role change' })
+}, {
+  $id: 'AuditEvent',
+  description: 'A security event',
+  example: {
+    id: '42',
+    at: '2025-01-31T12:00:00.000Z',
+    type: 'role_changed',
+    actorId: '0b6e1c2d-4f3a-4b5c-9d8e-7f6a5b4c3d2e',
+    subjectId: '2f1c5a3e-8b7d-4c6a-9e0f-1a2b3c4d5e6f',
+    ip: '127.0.0.1',
+    detail: { from: 'user', to: 'admin' }
+  }
+})
 export type AuditEvent = Static<typeof AuditEvent>
 
 export const AuditPage = Type.Object({
   items: Type.Array(Type.Unsafe<AuditEvent>(Type.Ref('AuditEvent'))),
   nextCursor: Type.Union([Cursor, Type.Null()])
-}, { $id: 'AuditPage' })
+}, { $id: 'AuditPage', description: 'A page of audit events, newest first' })
 
-export const AuditQuery = Type.Composite([PageQuery, Type.Object({
-  userId: Type.Optional(Uuid)
-})])
+export const AuditQuery = optionalDefaults(Type.Composite([PageQuery, Type.Object({
+  userId: Type.Optional(Type.String({ format: 'uuid', pattern: Uuid.pattern, description: 'Only events whose actor or subject is this user' }))
+})]))

@@ -1,4 +1,5 @@
 import { Type, type Static } from '@sinclair/typebox'
+import { ref, Role } from './common.js'
 import { Username } from './users.js'
 
 // 8–128 characters, every one counts (argon2 hashes the whole string); no NUL bytes.
@@ -8,7 +9,7 @@ export const Password = Type.String({ minLength: 8, maxLength: 128, pattern: '^[
 export const Credentials = Type.Object({
   username: Username,
   password: Password
-}, { $id: 'Credentials' })
+}, { $id: 'Credentials', description: 'A new account\'s username and password' })
 export type Credentials = Static<typeof Credentials>
 
 // OAuth 2.0 password grant (RFC 6749 §4.3.2), as Swagger UI's Authorize sends it.
@@ -18,41 +19,58 @@ export const PasswordGrant = Type.Object({
   password: Type.String({ minLength: 1, maxLength: 128, pattern: '^[^\\u0000]*$' }),
   scope: Type.Optional(Type.String({ maxLength: 256 })),
   client_id: Type.Optional(Type.String({ maxLength: 256 }))
-}, { $id: 'PasswordGrant' })
+}, {
+  $id: 'PasswordGrant',
+  description: 'OAuth 2.0 resource owner password credentials grant (RFC 6749 §4.3.2), form-encoded',
+  example: { grant_type: 'password', username: 'alice', password: 'correct horse battery' }
+})
 
 export const LoginBody = Type.Object({
-  username: Type.String({ minLength: 1, maxLength: 32 }),
+  username: Type.String({ minLength: 1, maxLength: 32, description: 'Matched without regard to case' }),
   password: Type.String({ minLength: 1, maxLength: 128, pattern: '^[^\\u0000]*$' })
-}, { $id: 'LoginBody' })
+}, { $id: 'LoginBody', example: { username: 'alice', password: 'correct horse battery' } })
 export type LoginBody = Static<typeof LoginBody>
 
 export const TokenPair = Type.Object({
-  access_token: Type.String(),
+  access_token: Type.String({ description: 'JWT to send as `Authorization: Bearer <access_token>`' }),
   token_type: Type.Literal('Bearer'),
   expires_in: Type.Integer({ description: 'Access token lifetime in seconds' }),
-  refresh_token: Type.String()
-}, { $id: 'TokenPair', description: 'OAuth 2.0 token response (RFC 6749 §5.1)' })
+  refresh_token: Type.String({ description: 'Opaque, single use: POST it to /auth/refresh for a new pair' })
+}, {
+  $id: 'TokenPair',
+  description: 'OAuth 2.0 token response (RFC 6749 §5.1), sent with Cache-Control: no-store',
+  example: {
+    access_token: 'eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiIyZjFjNWEzZSJ9.c2lnbmF0dXJl',
+    token_type: 'Bearer',
+    expires_in: 900,
+    refresh_token: 'q0Xn6yJ3c1m5u9sVxWz2bT4rY8pK7eLdGhFjAiCoNvM'
+  }
+})
 export type TokenPair = Static<typeof TokenPair>
 
 export const RefreshBody = Type.Object({
   refresh_token: Type.String({ minLength: 1, maxLength: 512 })
-}, { $id: 'RefreshBody' })
+}, { $id: 'RefreshBody', example: { refresh_token: 'q0Xn6yJ3c1m5u9sVxWz2bT4rY8pK7eLdGhFjAiCoNvM' } })
 
 export const Me = Type.Object({
   id: Type.String({ format: 'uuid' }),
   username: Type.String(),
-  role: Type.Union([Type.Literal('user'), Type.Literal('admin')])
-}, { $id: 'Me' })
+  role: ref(Role)
+}, {
+  $id: 'Me',
+  description: 'The signed-in user, as the access token says',
+  example: { id: '2f1c5a3e-8b7d-4c6a-9e0f-1a2b3c4d5e6f', username: 'alice', role: 'user' }
+})
 
 export const ChangeRoleBody = Type.Object({
-  username: Type.String({ minLength: 1, maxLength: 32 }),
-  role: Type.Union([Type.Literal('user'), Type.Literal('admin')])
-}, { $id: 'ChangeRoleBody' })
+  username: Type.String({ minLength: 1, maxLength: 32, description: 'Matched without regard to case' }),
+  role: ref(Role)
+}, { $id: 'ChangeRoleBody', example: { username: 'alice', role: 'admin' } })
 
 export const ChangePasswordBody = Type.Object({
   currentPassword: Type.String({ minLength: 1, maxLength: 128 }),
   newPassword: Password
-}, { $id: 'ChangePasswordBody' })
+}, { $id: 'ChangePasswordBody', example: { currentPassword: 'correct horse battery', newPassword: 'battery staple horse' } })
 
 export const Session = Type.Object({
   id: Type.String({ format: 'uuid' }),
@@ -60,6 +78,17 @@ export const Session = Type.Object({
   lastUsedAt: Type.String({ format: 'date-time' }),
   userAgent: Type.Union([Type.String(), Type.Null()]),
   ip: Type.Union([Type.String(), Type.Null()]),
-  current: Type.Boolean()
-}, { $id: 'Session' })
+  current: Type.Boolean({ description: 'True for the session of the token making this request' })
+}, {
+  $id: 'Session',
+  description: 'A live sign-in (one login and the refreshes that followed it)',
+  example: {
+    id: '7d9e2b1a-3c4f-4a5b-8c6d-0e1f2a3b4c5d',
+    createdAt: '2025-01-31T12:00:00.000Z',
+    lastUsedAt: '2025-01-31T12:10:00.000Z',
+    userAgent: 'curl/8.5.0',
+    ip: '127.0.0.1',
+    current: true
+  }
+})
 export type Session = Static<typeof Session>

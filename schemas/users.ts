@@ -1,28 +1,32 @@
 import { Type, type Static } from '@sinclair/typebox'
-import { Cursor, Uuid } from './common.js'
+import { Cursor, ref, Role, Uuid } from './common.js'
 
-export const Role = Type.Union([Type.Literal('user'), Type.Literal('admin')], { $id: 'Role' })
-export type Role = Static<typeof Role>
+// Role lives in common.ts (registered with the shared schemas); re-exported for its users.
+export { Role }
 
 // 3–32 characters of A–Z a–z 0–9 _ . - (the contract); unique without regard to case.
 export const Username = Type.String({ minLength: 3, maxLength: 32, pattern: '^[A-Za-z0-9_.-]+$', example: 'alice' })
 
 export const User = Type.Object({
   id: Uuid,
-  username: Type.String(),
-  role: Type.Union([Type.Literal('user'), Type.Literal('admin')]),
-  disabled: Type.Boolean(),
+  username: Type.String({ description: 'As registered (case kept)' }),
+  role: ref(Role),
+  disabled: Type.Boolean({ description: 'A disabled user cannot sign in and its tokens are revoked' }),
   createdAt: Type.String({ format: 'date-time' })
-}, { $id: 'User' })
+}, {
+  $id: 'User',
+  description: 'An account',
+  example: { id: '2f1c5a3e-8b7d-4c6a-9e0f-1a2b3c4d5e6f', username: 'alice', role: 'user', disabled: false, createdAt: '2025-01-31T12:00:00.000Z' }
+})
 export type User = Static<typeof User>
 
 export const UserPage = Type.Object({
   items: Type.Array(Type.Unsafe<User>(Type.Ref('User'))),
   nextCursor: Type.Union([Cursor, Type.Null()])
-}, { $id: 'UserPage' })
+}, { $id: 'UserPage', description: 'A page of users, oldest first' })
 
 export const PatchUserBody = Type.Object({
-  role: Type.Optional(Type.Union([Type.Literal('user'), Type.Literal('admin')])),
+  role: Type.Optional(ref(Role)),
   disabled: Type.Optional(Type.Boolean())
-}, { $id: 'PatchUserBody' })
+}, { $id: 'PatchUserBody', description: 'The fields to change; absent fields stay as they are', example: { disabled: true } })
 export type PatchUserBody = Static<typeof PatchUserBody>

@@ -11,7 +11,11 @@ import { User } from '../../schemas/users.js'
 import type { ClientMeta, IssuedSession } from '../../plugins/sessions.js'
 import { TooManyRequests } from '../../plugins/errors.js'
 
-const NoContent = Type.Null({ description: 'No content' })
+// Token responses are documented with the header RFC 6749 §5.1 requires of them.
+const tokenResponse = (description: string) => ({
+  ...ref(TokenPair, description),
+  headers: { 'cache-control': { type: 'string', enum: ['no-store'], description: 'Token responses are never cached' } }
+})
 
 const routes: FastifyPluginAsyncTypebox = async function (fastify) {
   const { users, sessions, audit, tokens, lockout, authenticate, requireRole, config } = fastify
@@ -39,8 +43,12 @@ const routes: FastifyPluginAsyncTypebox = async function (fastify) {
       tags: ['auth'],
       operationId: 'register',
       summary: 'Create an account (role user; a role in the body is ignored)',
+      description: 'Usernames are 3–32 characters of `A–Z a–z 0–9 _ . -`, unique without regard to case and kept as registered. Passwords are 8–128 characters, every one counts. Rate-limited per client IP.',
       body: ref(Credentials),
-      response: { 201: ref(User), ...errors(400, 409, 429, 503) }
+      response: {
+        201: ref(User, 'The new account, role user'),
+        ...errors(400, [409, 'The username is taken (in any case)'], 413, 415, 429, 503)
+      }
     }
   }, async function (request, reply) {
     const user = await users.register(request.body.username, request.body.password)
@@ -54,13 +62,18 @@ const routes: FastifyPluginAsyncTypebox = async function (fastify) {
       tags: ['auth'],
       operationId: 'login',
       summary: 'Sign in: JSON credentials, or the OAuth 2.0 password grant as a form',
+      description: 'Returns an OAuth 2.0 token pair (RFC 6749 §5.1, `Cache-Control: no-store`). The form body is the password grant, the `tokenUrl` of the `oauth2` security scheme. An unknown user, a wrong password and a disabled user get the same 401. Rate-limited per client IP; repeated failures lock the username out for a while (429 with Retry-After).',
       body: {
         content: {
           'application/json': { schema: ref(LoginBody) },
           'application/x-www-form-urlencoded': { schema: ref(PasswordGrant) }
         }
       },
-      response: { 200: ref(TokenPair), ...errors(400, 401, 429, 503) }
+      response: {
+        200: tokenResponse('Signed in: an access token and a single-use refresh token'),
+        ...errors(400, [401, 'Wrong username or password, or the user is disabled (one answer for all three)',
+          { code: 'AUTH_BAD_CREDENTIALS', message: 'Invalid username or password' }], 413, 415, 429, 503)
+      }
     }
   }, async function (request, reply) {
     const { username, password } = request.body as { username: string, password: string }
@@ -89,7 +102,11 @@ const routes: FastifyPluginAsyncTypebox = async function (fastify) {
       summary: 'Exchange a refresh token (single use) for a new token pair',
       description: 'Presenting a refresh token that was already used ends its whole session (theft detection).',
       body: ref(RefreshBody),
-      response: { 200: ref(TokenPair), ...errors(400, 401, 503) }
+      response: {
+        200: tokenResponse('A new token pair; the refresh token presented is used up'),
+        ...errors(400, [401, 'Unknown, expired, revoked or already used refresh token',
+          { code: 'AUTH_UNAUTHORIZED', message: 'Invalid refresh token' }], 413, 415, 503)
+      }
     }
   }, async function (request, reply) {
     const session = await sessions.refresh(request.body.refresh_token, clientMeta(request), async (userId, sid) => {
@@ -105,7 +122,7 @@ const routes: FastifyPluginAsyncTypebox = async function (fastify) {
       security: bearer,
       operationId: 'getMe',
       summary: 'The signed-in user (served from the token and one Redis read)',
-      response: { 200: ref(Me), ...errors(401, 503) }
+      response: { 200: ref(Me, 'The signed-in user'), ...errors(401, 503) }
     }
   }, async function (request) {
     const { sub, preferred_username: username, role } = request.user
@@ -118,9 +135,14 @@ const routes: FastifyPluginAsyncTypebox = async function (fastify) {
       tags: ['admin'],
       operationId: 'changeRole',
       summary: 'Set a user\'s role; the user\'s tokens stop working on the next request',
+      description: 'Admin only. The user signs in again to get a token with the new role. Setting the role a user already has changes and revokes nothing.',
       security: bearer,
       body: ref(ChangeRoleBody),
-      response: { 200: ref(User), ...errors(400, 401, 403, 404, 409, 503) }
+      response: {
+        200: ref(User, 'The user with its new role'),
+        ...errors(400, 401, [403, 'The caller is not an admin'], [404, 'No user of that name'],
+          [409, 'Demoting the last admin', { message: 'The last admin cannot be demoted, disabled or deleted' }], 413, 415, 503)
+      }
     }
   }, async function (request) {
     return await users.update({ username: request.body.username }, { role: request.body.role }, async (before, after) => {
@@ -137,7 +159,7 @@ const routes: FastifyPluginAsyncTypebox = async function (fastify) {
       security: bearer,
       operationId: 'logout',
       summary: 'End the current session: its access and refresh tokens',
-      response: { 204: NoContent, ...errors(401, 503) }
+      response: { 204: Type.Null({ description: 'Signed out: this session\'s tokens no longer work' }), ...errors(401, 503) }
     }
   }, async function (request, reply) {
     await sessions.end(request.user.sub, request.user.sid)
@@ -152,7 +174,7 @@ const routes: FastifyPluginAsyncTypebox = async function (fastify) {
       security: bearer,
       operationId: 'logoutAll',
       summary: 'End every session of the signed-in user',
-      response: { 204: NoContent, ...errors(401, 503) }
+      response: { 204: Type.Null({ description: 'Every session of the user has ended, this one included' }), ...errors(401, 503) }
     }
   }, async function (request, reply) {
     await sessions.endAll(request.user.sub)
@@ -167,7 +189,7 @@ const routes: FastifyPluginAsyncTypebox = async function (fastify) {
       security: bearer,
       operationId: 'listSessions',
       summary: 'The signed-in user\'s live sessions; `current` marks the caller\'s',
-      response: { 200: Type.Array(ref(Session)), ...errors(401, 503) }
+      response: { 200: Type.Array(ref(Session), { description: 'The live sessions, newest first' }), ...errors(401, 503) }
     }
   }, async function (request) {
     return await sessions.list(request.user.sub, request.user.sid)
@@ -181,7 +203,10 @@ const routes: FastifyPluginAsyncTypebox = async function (fastify) {
       operationId: 'deleteSession',
       summary: 'End one of the signed-in user\'s sessions',
       params: IdParams,
-      response: { 204: NoContent, ...errors(400, 401, 404, 503) }
+      response: {
+        204: Type.Null({ description: 'The session has ended' }),
+        ...errors(400, 401, [404, 'No live session with this id belongs to the caller', { message: 'Session not found' }], 503)
+      }
     }
   }, async function (request, reply) {
     await sessions.endOwn(request.user.sub, request.params.id)
@@ -197,7 +222,10 @@ const routes: FastifyPluginAsyncTypebox = async function (fastify) {
       operationId: 'changePassword',
       summary: 'Change the password; every session of the user ends, this one included',
       body: ref(ChangePasswordBody),
-      response: { 204: NoContent, ...errors(400, 401, 403, 503) }
+      response: {
+        204: Type.Null({ description: 'Changed; sign in again with the new password' }),
+        ...errors(400, 401, [403, 'The current password is wrong; nothing changed', { message: 'Current password is wrong' }], 413, 415, 503)
+      }
     }
   }, async function (request, reply) {
     await users.changePassword(request.user.sub, request.body.currentPassword, request.body.newPassword)

@@ -44,7 +44,7 @@ const routes: FastifyPluginAsyncTypebox = async function (fastify) {
       security,
       params: IdParams,
       body: ref(PatchUserBody),
-      response: { 200: ref(User), ...errors(400, 401, 403, 404, 409, 503) }
+      response: { 200: ref(User), ...errors(400, 401, 403, 404, [409, 'Demoting or disabling the last admin', { message: 'The last admin cannot be demoted, disabled or deleted' }], 413, 415, 503) }
     }
   }, async function (request) {
     return await users.update({ id: request.params.id }, request.body, async (before, after) => {
@@ -65,7 +65,7 @@ const routes: FastifyPluginAsyncTypebox = async function (fastify) {
       summary: 'Delete a user; its tokens stop working at once',
       security,
       params: IdParams,
-      response: { 204: Type.Null({ description: 'No content' }), ...errors(400, 401, 403, 404, 409, 503) }
+      response: { 204: Type.Null({ description: 'No content' }), ...errors(400, 401, 403, 404, [409, 'Deleting the last admin', { message: 'The last admin cannot be demoted, disabled or deleted' }], 503) }
     }
   }, async function (request, reply) {
     await users.delete(request.params.id)
