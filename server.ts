@@ -22,6 +22,16 @@ try {
 const server = Fastify(serverOptions(config))
 await server.register(app, { config })
 
+// Once shutdown begins, a request still in flight on a keep-alive connection answers with
+// `Connection: close`; otherwise its idle connection would hold the shutdown open until
+// the client hung up or the grace delay ran out (exit 1). Fastify closes only the
+// connections that are idle when close() starts (test/shutdown.test.ts).
+let closing = false
+server.addHook('preClose', async () => { closing = true })
+server.addHook('onSend', async (_request, reply) => {
+  if (closing) reply.header('connection', 'close')
+})
+
 // SIGINT/SIGTERM: stop accepting, let in-flight requests finish, close the pools.
 closeWithGrace({ delay: 10_000, logger: server.log }, async ({ err, signal }) => {
   if (err) server.log.error({ err }, 'closing after an uncaught error')

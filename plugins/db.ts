@@ -15,6 +15,10 @@ declare module 'fastify' {
 }
 
 // Bounded waits: a request must fail fast with 503 rather than hang when PostgreSQL is gone.
+// The connect timeout also bounds the wait for a free pooled connection. The statement
+// timeout is enforced by the server; query_timeout, a little longer, by the client, for a
+// server that no longer answers at all. The token check on the request path has its own,
+// shorter bound (plugins/revocation.ts).
 const CONNECT_TIMEOUT_MS = 2000
 const STATEMENT_TIMEOUT_MS = 5000
 // Arbitrary constant that names "auth-service migrations" in pg_advisory_lock.
@@ -96,6 +100,10 @@ export default fp<DbOptions>(async function dbPlugin (fastify, opts) {
     statement_timeout: STATEMENT_TIMEOUT_MS,
     query_timeout: STATEMENT_TIMEOUT_MS + 1000,
     idleTimeoutMillis: 30_000,
+    // TCP keepalive notices a PostgreSQL host that vanished without closing its sockets
+    // (a crash, a partition), so an idle pooled connection is dropped, not reused and hung on.
+    keepAlive: true,
+    keepAliveInitialDelayMillis: 10_000
     // A broken connection must not take the process down; the next query reconnects.
     // (pg emits 'error' on idle clients when the server goes away.)
   })
