@@ -1,8 +1,8 @@
-// Provides HTTP hardening: security headers (@fastify/helmet), CORS only for the origins
+// Provides HTTP hardening: security headers (helmet), CORS only for the origins
 // in CORS_ORIGINS, and per-IP rate limits (@fastify/rate-limit, counted in Redis so that
 // all instances share them) for the routes that declare `config.rateLimit`.
 import fp from 'fastify-plugin'
-import fastifyHelmet from '@fastify/helmet'
+import helmet, { type HelmetOptions } from 'helmet'
 import fastifyCors from '@fastify/cors'
 import fastifyRateLimit from '@fastify/rate-limit'
 import { TooManyRequests } from './errors.js'
@@ -11,22 +11,43 @@ export interface SecurityOptions {
   corsOrigins: string[]
 }
 
-export default fp<SecurityOptions>(async function securityPlugin (fastify, opts) {
-  await fastify.register(fastifyHelmet, {
-    // Swagger UI (GET /docs) loads its own scripts and styles; everything else is JSON.
-    contentSecurityPolicy: {
-      directives: {
-        defaultSrc: ["'self'"],
-        scriptSrc: ["'self'"],
-        styleSrc: ["'self'", "'unsafe-inline'"],
-        imgSrc: ["'self'", 'data:', 'validator.swagger.io'],
-        connectSrc: ["'self'"],
-        frameAncestors: ["'none'"],
-        // Not forced: the service is often reached over plain HTTP inside a private network,
-        // and upgrading Swagger UI's assets to https would break /docs there.
-        upgradeInsecureRequests: null
-      }
+const HELMET: HelmetOptions = {
+  // Swagger UI (GET /docs) loads its own scripts and styles; everything else is JSON.
+  contentSecurityPolicy: {
+    directives: {
+      defaultSrc: ["'self'"],
+      scriptSrc: ["'self'"],
+      styleSrc: ["'self'", "'unsafe-inline'"],
+      imgSrc: ["'self'", 'data:', 'validator.swagger.io'],
+      connectSrc: ["'self'"],
+      frameAncestors: ["'none'"],
+      // Not forced: the service is often reached over plain HTTP inside a private network,
+      // and upgrading Swagger UI's assets to https would break /docs there.
+      upgradeInsecureRequests: null
     }
+  }
+}
+
+/**
+ * helmet's headers, computed once. With no CSP nonces they are the same for every
+ * response; @fastify/helmet rebuilt the middleware on every request, a sixth of the CPU
+ * of an authenticated request (docs/benchmarks.md).
+ */
+export function securityHeaders (options: HelmetOptions = HELMET): Record<string, string> {
+  const headers: Record<string, string> = {}
+  const res = {
+    setHeader (name: string, value: string | number) { headers[name.toLowerCase()] = String(value) },
+    removeHeader (name: string) { delete headers[name.toLowerCase()] }
+  }
+  helmet(options)({} as never, res as never, (err?: unknown) => { if (err) throw err })
+  return headers
+}
+
+export default fp<SecurityOptions>(async function securityPlugin (fastify, opts) {
+  const headers = securityHeaders()
+  fastify.addHook('onRequest', function (_request, reply, done) {
+    reply.headers(headers)
+    done()
   })
 
   // No CORS headers at all unless origins are listed: browsers then refuse cross-origin calls.

@@ -58,23 +58,32 @@ export class SessionService {
     return token
   }
 
-  /** Starts a session for a user whose password was just verified. */
+  /**
+   * Starts a session for a user whose password was just verified: one statement (atomic
+   * on its own), so this costs a login one round trip to PostgreSQL.
+   */
   async create (userId: string, meta: ClientMeta): Promise<IssuedSession> {
-    return await this.db.transact(async (client) => {
-      // FOR SHARE: a concurrent role change or disable either commits before this read
-      // (and we see it) or waits for our COMMIT (and its revoked_after is later than our
-      // session): no token is ever issued with a role that was already changed.
-      const { rows: users } = await client.query(
-        'SELECT username, role, disabled FROM users WHERE id = $1 FOR SHARE', [userId])
-      // Same answer as any failed login: a user disabled mid-login learns nothing more.
-      if (users.length === 0 || users[0].disabled) throw new BadCredentials()
-      const { rows } = await client.query(
-        `INSERT INTO sessions AS s (user_id, expires_at, ip, user_agent)
-         VALUES ($1, clock_timestamp() + make_interval(secs => $2), $3, $4)
-         RETURNING s.id, ${SESSION_US} AS sca`, [userId, this.refreshTtl, meta.ip, meta.userAgent])
-      const refreshToken = await this.insertRefreshToken(client, rows[0].id)
-      return { userId, username: users[0].username, role: users[0].role, sid: rows[0].id, sca: Number(rows[0].sca), refreshToken }
-    })
+    const { token, hash } = newRefreshToken()
+    // FOR SHARE: a concurrent role change or disable either commits before this read
+    // (and we see it) or waits for our statement (and its revoked_after is later than
+    // our session): no token is ever issued with a role that was already changed.
+    const { rows } = await this.db.query(
+      `WITH u AS (
+         SELECT id, username, role FROM users WHERE id = $1 AND NOT disabled FOR SHARE
+       ), s AS (
+         INSERT INTO sessions (user_id, expires_at, ip, user_agent)
+         SELECT id, clock_timestamp() + make_interval(secs => $2), $3, $4 FROM u
+         RETURNING id, created_at
+       ), r AS (
+         INSERT INTO refresh_tokens (token_hash, session_id, expires_at)
+         SELECT $5, id, clock_timestamp() + make_interval(secs => $2) FROM s
+       )
+       SELECT s.id, (extract(epoch FROM s.created_at) * 1000000)::bigint AS sca, u.username, u.role
+         FROM s, u`, [userId, this.refreshTtl, meta.ip, meta.userAgent, hash])
+    // Same answer as any failed login: a user disabled mid-login learns nothing more.
+    if (rows.length === 0) throw new BadCredentials()
+    const r = rows[0]
+    return { userId, username: r.username, role: r.role, sid: r.id, sca: Number(r.sca), refreshToken: token }
   }
 
   /**

@@ -89,8 +89,8 @@ const routes: FastifyPluginAsyncTypebox = async function (fastify) {
         type: 'login_failed', subjectId: account?.id ?? null, ip: request.ip, detail: { username, reason, failures }
       })
     })
-    await lockout.succeeded(username)
-    const session = await sessions.create(user.id, clientMeta(request))
+    // A success ends the run of failures; both round trips at once.
+    const [session] = await Promise.all([sessions.create(user.id, clientMeta(request)), lockout.succeeded(username)])
     await audit.record({ type: 'login', actorId: user.id, subjectId: user.id, ip: request.ip, detail: { sessionId: session.sid } })
     return tokenPair(reply, session)
   })
