@@ -1,0 +1,63 @@
+// Yardstick 2: the floor of GET /auth/me. It does the two things the hot path cannot
+// avoid: verify the access token with @fastify/jwt configured as plugins/auth.ts does
+// (HS256 pinned, iss/aud and required claims checked, same verify cache), and one Redis
+// HMGET of the same hash. No logging, no hooks, no request-id header.
+import Fastify from 'fastify'
+import fastifyJwt from '@fastify/jwt'
+import { Redis } from 'ioredis'
+
+interface Claims {
+  sub: string
+  sid: string
+  sca: number
+  role: string
+  preferred_username: string
+}
+
+const env = process.env
+const issuer = env.JWT_ISSUER ?? 'auth-service'
+const audience = env.JWT_AUDIENCE ?? 'auth-service'
+// The same client option as plugins/redis.ts, so the floor stays a floor.
+const redis = new Redis(env.REDIS_URL ?? 'redis://127.0.0.1:6379', { keyPrefix: env.REDIS_KEY_PREFIX ?? '', enableAutoPipelining: true })
+
+const app = Fastify()
+await app.register(fastifyJwt, {
+  secret: String(env.JWT_SECRET),
+  verify: {
+    algorithms: ['HS256'],
+    allowedIss: issuer,
+    allowedAud: audience,
+    requiredClaims: ['sub', 'sid', 'sca', 'role', 'jti', 'iat', 'exp', 'iss', 'aud'],
+    cache: 1000
+  }
+})
+
+const Me = {
+  type: 'object',
+  properties: { id: { type: 'string' }, username: { type: 'string' }, role: { type: 'string' } }
+} as const
+
+const Denied = { type: 'object', properties: { statusCode: { type: 'integer' } } } as const
+const denied = { statusCode: 401 }
+
+app.get('/me', { schema: { response: { 200: Me, 401: Denied } } }, async function (request, reply) {
+  const header = request.headers.authorization
+  if (header === undefined || !header.startsWith('Bearer ')) return await reply.code(401).send(denied)
+  let claims: Claims
+  try {
+    claims = app.jwt.verify<Claims>(header.slice(7))
+  } catch {
+    return await reply.code(401).send(denied)
+  }
+  // The same key and fields as plugins/revocation.ts reads (prefix + '{sub}', ra, s:<sid>).
+  const [ra, s] = await redis.hmget('{' + claims.sub + '}', 'ra', 's:' + claims.sid)
+  if (s === 'x' || (ra !== null && claims.sca <= Number(ra))) return await reply.code(401).send(denied)
+  return { id: claims.sub, username: claims.preferred_username, role: claims.role }
+})
+app.addHook('onClose', async () => { await redis.quit() })
+
+await app.listen({ port: Number(env.PORT), host: '127.0.0.1' })
+// A normal exit on SIGTERM, so that `node --cpu-prof` writes its profile (bench/profile.ts).
+process.once('SIGTERM', () => {
+  app.close().finally(() => process.exit(0))
+})
