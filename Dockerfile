@@ -30,5 +30,4 @@ USER node
 EXPOSE 3000
 HEALTHCHECK --interval=10s --timeout=3s --start-period=20s --retries=3 \
   CMD node -e "fetch('http://127.0.0.1:'+(process.env.PORT||3000)+'/health').then(r=>process.exit(r.ok?0:1),()=>process.exit(1))"
-# A 4 MiB semi-space keeps RSS near 130 MiB under load for ~4 % throughput (docs/benchmarks.md).
-CMD ["node", "--max-semi-space-size=4", "dist/server.js"]
+CMD ["node", "dist/server.js"]

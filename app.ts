@@ -95,20 +95,23 @@ async function app (fastify: FastifyInstance, opts: AppOptions): Promise<void> {
   // JSON (and the login form) only: any other body is a 415 before it reaches a route.
   fastify.removeContentTypeParser('text/plain')
 
-  fastify.addHook('onRequest', async (request, reply) => {
+  // Hooks on every request are callback-style: an async hook costs a promise per request.
+  fastify.addHook('onRequest', (request, reply, done) => {
     reply.header('x-request-id', request.id)
+    done()
   })
   fastify.addHook('onClose', async () => {
     // Whatever is still buffered reaches stdout before the process exits.
     try { logDestination.flushSync() } catch {}
   })
-  fastify.addHook('onResponse', async (request, reply) => {
+  fastify.addHook('onResponse', (request, reply, done) => {
     request.log.info({
       method: request.method,
       url: request.routeOptions.url ?? request.url.split('?', 1)[0],
       statusCode: reply.statusCode,
       ms: Math.round(reply.elapsedTime * 100) / 100
     }, 'request completed')
+    done()
   })
 
   for (const schema of [...sharedSchemas, User, UserPage, PatchUserBody, Credentials, LoginBody,

@@ -28,11 +28,8 @@ export const ARGON2 = {
   parallelism: Number(process.env.ARGON2_PARALLELISM ?? 1)
 }
 
-/**
- * Node flags for the service: by default the ones `npm start` and the Dockerfile use (a
- * smaller young generation keeps RSS near 130 MiB under load); override to experiment.
- */
-export const SERVICE_NODE_ARGS = (process.env.BENCH_SERVICE_NODE_ARGS ?? '--max-semi-space-size=4').split(' ').filter((a) => a !== '')
+/** Extra node flags for the service only (experiments, e.g. "--max-semi-space-size=4"). */
+export const SERVICE_NODE_ARGS = (process.env.BENCH_SERVICE_NODE_ARGS ?? '').split(' ').filter((a) => a !== '')
 
 if (!/^bench[A-Za-z0-9:_.-]*$/.test(REDIS_PREFIX)) {
   // The clean-up deletes everything under this prefix: never let it be something shared.

@@ -114,7 +114,8 @@ export default fp(async function metricsPlugin (fastify) {
 
   // Label children are cached: per request, one map lookup and two increments.
   const children = new Map<string, { count: ReturnType<typeof requests.labels>, time: ReturnType<typeof duration.labels> }>()
-  fastify.addHook('onResponse', async function (request: FastifyRequest, reply: FastifyReply) {
+  // Callback-style: no promise per request.
+  fastify.addHook('onResponse', function (request: FastifyRequest, reply: FastifyReply, done: () => void) {
     const route = request.routeOptions.url ?? 'unmatched'
     const status = reply.statusCode
     const id = `${request.method} ${status} ${route}`
@@ -131,6 +132,7 @@ export default fp(async function metricsPlugin (fastify) {
       else if (status === 401) metrics.loginFailures.inc({ reason: 'bad_credentials' })
       else if (status === 429) metrics.loginFailures.inc({ reason: 'throttled' })
     }
+    done()
   })
 
   fastify.decorate('metrics', metrics)
