@@ -226,3 +226,13 @@ export async function privateRedis (t: Teardown): Promise<PrivateRedis> {
   })
   return { url, port, client, stop, start }
 }
+
+/** One request over a real socket (for tests of listening instances), JSON in and out. */
+export async function httpCall (base: string, method: string, path: string, opts: { token?: string, body?: unknown } = {}): Promise<{ status: number, body: any }> {
+  const headers: Record<string, string> = {}
+  if (opts.token !== undefined) headers.authorization = `Bearer ${opts.token}`
+  if (opts.body !== undefined) headers['content-type'] = 'application/json'
+  const res = await fetch(base + path, { method, headers, body: opts.body === undefined ? undefined : JSON.stringify(opts.body) })
+  const text = await res.text()
+  return { status: res.status, body: text === '' ? null : JSON.parse(text) }
+}

@@ -5,7 +5,7 @@
 import t, { type Test } from 'tap'
 import type { AddressInfo } from 'node:net'
 import type { FastifyInstance } from 'fastify'
-import { build, context, PASSWORD } from './helper.js'
+import { build, context, httpCall as call, PASSWORD } from './helper.js'
 
 const ctx = await context(t)
 const apps: FastifyInstance[] = []
@@ -23,15 +23,6 @@ const WORKERS = 2
 const MAX_REQUESTS_PER_WORKER = 2000
 /** How long the load goes on after the revoking response arrived. */
 const AFTER_MS = 300
-
-async function call (base: string, method: string, path: string, opts: { token?: string, body?: unknown } = {}) {
-  const headers: Record<string, string> = {}
-  if (opts.token !== undefined) headers.authorization = `Bearer ${opts.token}`
-  if (opts.body !== undefined) headers['content-type'] = 'application/json'
-  const res = await fetch(base + path, { method, headers, body: opts.body === undefined ? undefined : JSON.stringify(opts.body) })
-  const text = await res.text()
-  return { status: res.status, body: text === '' ? null : JSON.parse(text) }
-}
 
 interface Session { username: string, id: string, access: string, refresh: string }
 

@@ -2,7 +2,7 @@
 // other refuses on the very next request.
 import t from 'tap'
 import type { AddressInfo } from 'node:net'
-import { build, context, PASSWORD } from './helper.js'
+import { build, context, httpCall as call, PASSWORD } from './helper.js'
 
 const ctx = await context(t)
 const a = await build(t, ctx)
@@ -11,15 +11,6 @@ await a.listen({ port: 0, host: '127.0.0.1' })
 await b.listen({ port: 0, host: '127.0.0.1' })
 const A = `http://127.0.0.1:${(a.server.address() as AddressInfo).port}`
 const B = `http://127.0.0.1:${(b.server.address() as AddressInfo).port}`
-
-async function call (base: string, method: string, path: string, opts: { token?: string, body?: unknown } = {}) {
-  const headers: Record<string, string> = {}
-  if (opts.token !== undefined) headers.authorization = `Bearer ${opts.token}`
-  if (opts.body !== undefined) headers['content-type'] = 'application/json'
-  const res = await fetch(base + path, { method, headers, body: opts.body === undefined ? undefined : JSON.stringify(opts.body) })
-  const text = await res.text()
-  return { status: res.status, body: text === '' ? null : JSON.parse(text) }
-}
 
 async function signUp (base: string, label: string) {
   const username = ctx.username(label)

@@ -5,8 +5,8 @@
 // state is cached in Redis, else 503; back to normal by itself within 5 s.
 import t from 'tap'
 import pg from 'pg'
-import { BASE_DATABASE_URL, bearer, build, context, login, PASSWORD, signUp } from '../helper.js'
-import { sidOf, tcpProxy, timed, waitFor } from './support.js'
+import { BASE_DATABASE_URL, build, context, login, PASSWORD, signUp } from '../helper.js'
+import { call as timedCall, sidOf, tcpProxy, waitFor, type Call, type CallOptions, type Method } from './support.js'
 
 const ctx = await context(t, { ownDatabase: true })
 const proxy = await tcpProxy(t, { port: Number(new URL(BASE_DATABASE_URL).port || 5432) })
@@ -21,18 +21,7 @@ t.teardown(() => truth.end())
 const ANSWER_MS = 1000
 const RECOVER_MS = 5000
 
-interface Call { status: number, ms: number, body: any }
-
-async function call (method: 'GET' | 'POST' | 'PATCH' | 'DELETE', url: string,
-  opts: { token?: string, payload?: unknown } = {}): Promise<Call> {
-  const { value: res, ms } = await timed(() => app.inject({
-    method,
-    url,
-    headers: opts.token === undefined ? {} : bearer(opts.token),
-    payload: opts.payload as any
-  }))
-  return { status: res.statusCode, ms, body: res.body === '' ? null : res.json() }
-}
+const call = (method: Method, url: string, opts: CallOptions = {}) => timedCall(app, method, url, opts)
 
 const me = (token: string) => call('GET', '/auth/me', { token })
 

@@ -5,8 +5,8 @@
 // never 500; back to normal by itself within 5 s of Redis returning.
 import t from 'tap'
 import type { FastifyInstance } from 'fastify'
-import { bearer, build, context, login, PASSWORD, privateRedis, signUp, type Account } from '../helper.js'
-import { counter, sidOf, tcpProxy, timed, waitFor } from './support.js'
+import { build, context, login, PASSWORD, privateRedis, signUp, type Account } from '../helper.js'
+import { call, counter, sidOf, tcpProxy, waitFor, type Call } from './support.js'
 
 const redis = await privateRedis(t)
 const proxy = await tcpProxy(t, { port: redis.port })
@@ -17,19 +17,6 @@ const proxied = await build(t, ctx, { REDIS_URL: proxy.via(redis.url) })
 
 const ANSWER_MS = 1000
 const RECOVER_MS = 5000
-
-interface Call { status: number, ms: number, body: any }
-
-async function call (app: FastifyInstance, method: 'GET' | 'POST' | 'PATCH' | 'DELETE', url: string,
-  opts: { token?: string, payload?: unknown } = {}): Promise<Call> {
-  const { value: res, ms } = await timed(() => app.inject({
-    method,
-    url,
-    headers: opts.token === undefined ? {} : bearer(opts.token),
-    payload: opts.payload as any
-  }))
-  return { status: res.statusCode, ms, body: res.body === '' ? null : res.json() }
-}
 
 const me = (app: FastifyInstance, token: string) => call(app, 'GET', '/auth/me', { token })
 

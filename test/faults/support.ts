@@ -9,6 +9,7 @@
 // - drop(): every connection is reset, and new ones are reset at once (a crash, a
 //   restart, a firewall that rejects).
 // - restore(): forwarding resumes.
+import type { FastifyInstance } from 'fastify'
 import { createServer, connect, type Socket, type AddressInfo } from 'node:net'
 
 export type ProxyMode = 'forward' | 'blackhole' | 'drop'
@@ -123,4 +124,19 @@ export async function counter (metric: { get: () => Promise<{ values: Array<{ va
   return values
     .filter((v) => Object.entries(labels).every(([k, l]) => v.labels[k] === l))
     .reduce((sum, v) => sum + v.value, 0)
+}
+
+export type Method = 'GET' | 'POST' | 'PATCH' | 'DELETE'
+export interface CallOptions { token?: string, payload?: unknown }
+export interface Call { status: number, ms: number, body: any }
+
+/** One request through inject, timed, with an optional bearer token. */
+export async function call (app: FastifyInstance, method: Method, url: string, opts: CallOptions = {}): Promise<Call> {
+  const { value: res, ms } = await timed(() => app.inject({
+    method,
+    url,
+    headers: opts.token === undefined ? {} : { authorization: `Bearer ${opts.token}` },
+    payload: opts.payload as any
+  }))
+  return { status: res.statusCode, ms, body: res.body === '' ? null : res.json() }
 }
