@@ -121,6 +121,18 @@ t.test('login', async (t) => {
     t.same(rows.map((r) => r.reason), ['bad_password'])
   })
 
+  t.test('a NUL byte in a username is a 400, never a 500', async (t) => {
+    const res = await app.inject({ method: 'POST', url: '/auth/login', payload: { username: 'a\u0000b', password: PASSWORD } })
+    t.equal(res.statusCode, 400)
+    const form = await app.inject({
+      method: 'POST',
+      url: '/auth/login',
+      headers: { 'content-type': 'application/x-www-form-urlencoded' },
+      payload: `grant_type=password&username=a%00b&password=${encodeURIComponent(PASSWORD)}`
+    })
+    t.equal(form.statusCode, 400)
+  })
+
   t.test('400 for a bad body or grant type', async (t) => {
     t.equal((await app.inject({ method: 'POST', url: '/auth/login', payload: { username: alice.username } })).statusCode, 400)
     t.equal((await app.inject({ method: 'POST', url: '/auth/login', payload: { username: alice.username, password: 12345678 } })).statusCode, 400)
@@ -186,6 +198,8 @@ t.test('change-role', async (t) => {
     t.equal(unknown.statusCode, 404)
     const badRole = await app.inject({ method: 'POST', url: '/auth/change-role', headers: bearer(admin.access), payload: { username: target.username, role: 'root' } })
     t.equal(badRole.statusCode, 400)
+    const nul = await app.inject({ method: 'POST', url: '/auth/change-role', headers: bearer(admin.access), payload: { username: 'a\u0000b', role: 'user' } })
+    t.equal(nul.statusCode, 400)
     t.equal((await me(app, target.access)).statusCode, 200, 'nothing was revoked')
   })
 
