@@ -70,6 +70,59 @@ t.test('no route answers 5xx to generated input', async (t) => {
   t.strictSame(failures, [])
 })
 
+t.test('valid bodies with one field replaced by hostile input never get a 5xx', async (t) => {
+  // Mutation-based: starting from a body that passes validation, so the hostile value
+  // reaches the handler and the database (a NUL byte in a login username once did).
+  const victim = await signUp(app, ctx)
+  const bodies: Array<[string, string, Record<string, unknown>, string | undefined]> = [
+    ['POST', '/auth/register', { username: ctx.username('mut'), password: 'correct horse battery' }, undefined],
+    ['POST', '/auth/login', { username: victim.username, password: 'correct horse battery' }, undefined],
+    ['POST', '/auth/refresh', { refresh_token: victim.refresh }, undefined],
+    ['POST', '/auth/change-role', { username: victim.username, role: 'user' }, admin.access],
+    ['POST', '/auth/change-password', { currentPassword: 'wrong password!', newPassword: 'another password' }, victim.access],
+    ['PATCH', `/users/${victim.id}`, { role: 'user', disabled: false }, admin.access]
+  ]
+  const hostile = fc.oneof(hostileString, fc.string({ unit: 'binary', maxLength: 64 }), fc.integer(), fc.boolean(),
+    fc.constant(null), fc.array(hostileString, { maxLength: 2 }), fc.dictionary(hostileString, hostileString, { maxKeys: 2 }))
+  const failures: string[] = []
+  async function attempt ([method, url, body, token]: typeof bodies[number], which: number, value: unknown, form: boolean): Promise<boolean> {
+    const keys = Object.keys(body)
+    const mutated = { ...body, [keys[which % keys.length]]: value }
+    const asForm = form && url === '/auth/login'
+    const res = await app.inject({
+      method: method as 'POST',
+      url,
+      headers: {
+        ...(token === undefined ? {} : { authorization: `Bearer ${token}` }),
+        'content-type': asForm ? 'application/x-www-form-urlencoded' : 'application/json'
+      },
+      payload: asForm
+        ? new URLSearchParams(Object.entries(mutated).map(([k, v]) => [k, typeof v === 'string' ? v : String(JSON.stringify(v))])).toString()
+        : JSON.stringify(mutated)
+    })
+    if (res.statusCode >= 500) {
+      failures.push(`${method} ${url} ${JSON.stringify(mutated).slice(0, 300)} -> ${res.statusCode} ${res.body}`)
+      return false
+    }
+    return true
+  }
+  // Every field of every body with each of the classic offenders, deterministically…
+  const offenders: unknown[] = ['', '\u0000', 'a\u0000b', '\ud800', 'x'.repeat(10_000), ' ', "' OR 1=1 --", -1, 1e308, true, null, [], {}, ['a'], { $gt: '' }]
+  for (const entry of bodies) {
+    for (let which = 0; which < Object.keys(entry[2]).length; which++) {
+      for (const value of offenders) {
+        await attempt(entry, which, value, false)
+        if (entry[1] === '/auth/login') await attempt(entry, which, value, true)
+      }
+    }
+  }
+  // …then random ones.
+  await fc.assert(fc.asyncProperty(fc.constantFrom(...bodies), fc.nat(), hostile, fc.boolean(), attempt),
+    { numRuns: 400, seed: Number(process.env.FUZZ_SEED ?? Date.now() % 2147483647) })
+    .catch((err) => { failures.push(String(err).slice(0, 2000)) })
+  t.strictSame(failures, [])
+})
+
 t.test('the service is healthy afterwards', async (t) => {
   t.equal((await app.inject('/health')).statusCode, 200)
   t.equal((await app.inject('/ready')).statusCode, 200)
