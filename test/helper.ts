@@ -23,6 +23,8 @@ export interface TestContext {
   databaseUrl: string
   redisKeyPrefix: string
   username: (label?: string) => string
+  /** A user the test deleted through the API: its audit events are removed at teardown too. */
+  forget: (userId: string) => void
 }
 
 let counter = 0
@@ -41,19 +43,21 @@ export async function context (t: Teardown, opts: { ownDatabase?: boolean } = {}
     databaseUrl = url.toString()
   }
   const redisKeyPrefix = `test:${tag}:`
+  const forgotten = new Set<string>()
   t.teardown(async () => {
     await deleteKeys(BASE_REDIS_URL, redisKeyPrefix)
     if (opts.ownDatabase === true) {
       await adminQuery(`DROP DATABASE IF EXISTS ${pg.escapeIdentifier(`auth_test_${tag}`)} WITH (FORCE)`)
     } else {
-      await cleanUsers(databaseUrl, tag)
+      await cleanUsers(databaseUrl, tag, [...forgotten])
     }
   })
   return {
     tag,
     databaseUrl,
     redisKeyPrefix,
-    username: (label = 'u') => `${label.slice(0, 10)}_${tag}_${++counter}`
+    username: (label = 'u') => `${label.slice(0, 10)}_${tag}_${++counter}`,
+    forget: (userId: string) => { forgotten.add(userId) }
   }
 }
 
@@ -69,15 +73,15 @@ async function adminQuery (sql: string): Promise<void> {
   }
 }
 
-async function cleanUsers (databaseUrl: string, tag: string): Promise<void> {
+async function cleanUsers (databaseUrl: string, tag: string, deleted: string[]): Promise<void> {
   const client = new pg.Client({ connectionString: databaseUrl })
   try {
     await client.connect()
     const { rows } = await client.query('DELETE FROM users WHERE username LIKE $1 RETURNING id', [`%\\_${tag}\\_%`])
-    const ids = rows.map((r) => r.id)
-    if (ids.length > 0) {
-      await client.query('DELETE FROM audit_events WHERE actor_id = ANY($1) OR subject_id = ANY($1)', [ids])
-    }
+    const ids = [...rows.map((r) => r.id), ...deleted]
+    // Events of this file's users, and failed logins of its usernames that never existed.
+    await client.query(`DELETE FROM audit_events WHERE actor_id = ANY($1) OR subject_id = ANY($1)
+      OR detail->>'username' ILIKE $2`, [ids, `%\\_${tag}\\_%`])
   } catch (err) {
     // The database may never have been created if the app failed to start.
     if ((err as { code?: string }).code !== '3D000') throw err

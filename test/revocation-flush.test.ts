@@ -155,6 +155,7 @@ t.test('admin changes', async (t) => {
     await warm(t, { user, other, bystander, admin })
     const res = await a.inject({ method: 'DELETE', url: `/users/${user.id}`, headers: bearer(admin.access) })
     t.equal(res.statusCode, 204)
+    ctx.forget(user.id)
     await flush(t)
     await refused(t, { 'first session': user, 'the other device': other })
     await works(t, { bystander, admin })
