@@ -240,3 +240,28 @@ export async function httpCall (base: string, method: string, path: string, opts
   const text = await res.text()
   return { status: res.status, body: text === '' ? null : JSON.parse(text) }
 }
+
+/**
+ * Holds the next read of a token's state from PostgreSQL (a read-through), after the
+ * read returned and before the caller goes on to fill Redis, until `release()`: the
+ * tests use it to force a revocation and a FLUSHALL into that window.
+ */
+export function holdStateRead (t: Teardown, app: FastifyInstance): { read: Promise<void>, release: () => void } {
+  const db = app.db
+  const query = db.query.bind(db)
+  let release!: () => void
+  const gate = new Promise<void>((resolve) => { release = resolve })
+  let reached!: () => void
+  const read = new Promise<void>((resolve) => { reached = resolve })
+  db.query = (async (text: string, values?: unknown[]) => {
+    const result = await query(text, values)
+    if (typeof text === 'string' && text.includes('LEFT JOIN sessions s')) {
+      db.query = query // only the first one is held
+      reached()
+      await gate
+    }
+    return result
+  }) as typeof db.query
+  t.teardown(() => { db.query = query })
+  return { read, release }
+}

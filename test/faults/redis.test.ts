@@ -5,7 +5,7 @@
 // never 500; back to normal by itself within 5 s of Redis returning.
 import t from 'tap'
 import type { FastifyInstance } from 'fastify'
-import { build, context, login, PASSWORD, privateRedis, signUp, type Account } from '../helper.js'
+import { build, context, holdStateRead, login, PASSWORD, privateRedis, signUp, type Account } from '../helper.js'
 import { call, counter, sidOf, tcpProxy, waitFor, type Call } from './support.js'
 
 const redis = await privateRedis(t)
@@ -225,29 +225,11 @@ t.test('a fill in flight when the partition began cannot resurrect a token revok
 
   // Hold the partitioned instance's read-through between its PostgreSQL read ("live")
   // and its fill of Redis.
-  const db = proxied.db
-  const query = db.query.bind(db)
-  let release!: () => void
-  const gate = new Promise<void>((resolve) => { release = resolve })
-  let reached!: () => void
-  const readDone = new Promise<void>((resolve) => { reached = resolve })
-  let gated = false
-  db.query = (async (text: string, values?: unknown[]) => {
-    const result = await query(text, values)
-    if (!gated && typeof text === 'string' && text.includes('LEFT JOIN sessions s')) {
-      gated = true
-      reached()
-      await gate
-    }
-    return result
-  }) as typeof db.query
-  t.teardown(() => { db.query = query })
-
+  const held = holdStateRead(t, proxied)
   const racing = me(proxied, user.access)
-  await readDone
-  db.query = query
+  await held.read
   proxy.blackhole()
-  release()
+  held.release()
   // The fill is now stuck in the partition; the request answers from what it read.
   t.equal((await racing).status, 200, 'the racing request (started before the logout) is answered from its read')
 

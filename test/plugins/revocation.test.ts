@@ -1,5 +1,5 @@
 import t from 'tap'
-import { bearer, build, context, login, me, privateRedis, signUp } from '../helper.js'
+import { bearer, build, context, holdStateRead, login, me, privateRedis, signUp } from '../helper.js'
 
 // A Redis of this file's own, so FLUSHALL is real and touches nothing shared.
 const redis = await privateRedis(t)
@@ -68,33 +68,15 @@ t.test('FLUSHALL brings no revoked token back', async (t) => {
 t.test('a read-through that raced a revocation and a FLUSHALL cannot resurrect the token', async (t) => {
   // The one interleaving DESIGN.md leaves open, forced by hand: a cache miss reads
   // PostgreSQL ("live"), then logout commits and writes Redis, then Redis is emptied,
-  // and only then does the stale fill land. The read-through's second read must catch it.
+  // and only then does the stale fill land. The epoch check must refuse it.
   const user = await signUp(app, ctx)
   await redis.client.flushall()
-  const db = app.db
-  const query = db.query.bind(db)
-  let release!: () => void
-  const gate = new Promise<void>((resolve) => { release = resolve })
-  let reached!: () => void
-  const firstReadDone = new Promise<void>((resolve) => { reached = resolve })
-  let gated = false
-  db.query = (async (text: string, values?: unknown[]) => {
-    const result = await query(text, values)
-    if (!gated && text.includes('LEFT JOIN sessions s')) {
-      gated = true
-      reached()
-      await gate
-    }
-    return result
-  }) as typeof db.query
-  t.teardown(() => { db.query = query })
-
+  const held = holdStateRead(t, app)
   const racing = me(app, user.access)
-  await firstReadDone
-  db.query = query
+  await held.read
   t.equal((await app.inject({ method: 'POST', url: '/auth/logout', headers: bearer(user.access) })).statusCode, 204)
   await redis.client.flushall()
-  release()
+  held.release()
   t.equal((await racing).statusCode, 401, 'the racing request is refused as well')
   t.equal((await me(app, user.access)).statusCode, 401, 'the stale fill did not bring the token back')
   const sid = JSON.parse(Buffer.from(user.access.split('.')[1], 'base64url').toString()).sid
