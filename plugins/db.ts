@@ -14,6 +14,20 @@ declare module 'fastify' {
   }
 }
 
+/**
+ * SQL for a timestamptz as µs since the epoch (bigint): the one unit in which session
+ * creation times and revoked_after are compared, in SQL, in tokens (`sca`) and in Redis
+ * (`ra`). Defined once so no copy can round differently (docs/revocation.md).
+ */
+export function epochUs (expr: string): string {
+  return `(extract(epoch FROM ${expr}) * 1000000)::bigint`
+}
+
+/** The inverse of epochUs, exact (integer interval arithmetic, no floating point). */
+export function fromEpochUs (expr: string): string {
+  return `(timestamptz 'epoch' + ${expr}::bigint * interval '1 microsecond')`
+}
+
 // Bounded waits: a request must fail fast with 503 rather than hang when PostgreSQL is gone.
 // The connect timeout also bounds the wait for a free pooled connection. The statement
 // timeout is enforced by the server; query_timeout, a little longer, by the client, for a

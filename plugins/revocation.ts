@@ -7,6 +7,7 @@ import type { FastifyBaseLogger } from 'fastify'
 import type { PoolClient } from 'pg'
 import type { Redis, Result } from 'ioredis'
 import { Unavailable } from './errors.js'
+import { epochUs } from './db.js'
 import type { Metrics } from './metrics.js'
 
 declare module 'fastify' {
@@ -73,7 +74,7 @@ return 1`
 
 /** The truth about one token's user and session, read from PostgreSQL. */
 const STATE_SQL = `
-SELECT (extract(epoch FROM u.revoked_after) * 1000000)::bigint AS ra,
+SELECT ${epochUs('u.revoked_after')} AS ra,
        (s.id IS NOT NULL AND s.revoked_at IS NULL AND s.expires_at > now()) AS live
   FROM users u
   LEFT JOIN sessions s ON s.id = $2 AND s.user_id = u.id

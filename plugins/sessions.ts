@@ -7,6 +7,7 @@ import type { Role } from '../schemas/users.js'
 import type { Session } from '../schemas/auth.js'
 import { BadCredentials, NotFound, Unauthorized } from './errors.js'
 import type { RevocationDb, RevocationService } from './revocation.js'
+import { epochUs } from './db.js'
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -41,7 +42,7 @@ function hashToken (token: string): Buffer {
   return createHash('sha256').update(token).digest()
 }
 
-const SESSION_US = '(extract(epoch FROM s.created_at) * 1000000)::bigint'
+const SESSION_US = epochUs('s.created_at')
 
 export class SessionService {
   constructor (
@@ -78,7 +79,7 @@ export class SessionService {
          INSERT INTO refresh_tokens (token_hash, session_id, expires_at)
          SELECT $5, id, clock_timestamp() + make_interval(secs => $2) FROM s
        )
-       SELECT s.id, (extract(epoch FROM s.created_at) * 1000000)::bigint AS sca, u.username, u.role
+       SELECT s.id, ${SESSION_US} AS sca, u.username, u.role
          FROM s, u`, [userId, this.refreshTtl, meta.ip, meta.userAgent, hash])
     // Same answer as any failed login: a user disabled mid-login learns nothing more.
     if (rows.length === 0) throw new BadCredentials()
@@ -147,7 +148,7 @@ export class SessionService {
     await this.revocation.revoke(async (client, revoked) => {
       const { rows } = await client.query(
         `UPDATE users SET revoked_after = clock_timestamp() WHERE id = $1
-         RETURNING (extract(epoch FROM revoked_after) * 1000000)::bigint AS ra`, [userId])
+         RETURNING ${epochUs('revoked_after')} AS ra`, [userId])
       if (rows.length > 0) revoked.user(userId, rows[0].ra)
     })
   }

@@ -8,6 +8,7 @@ import type { Role, User } from '../schemas/users.js'
 import { BadCredentials, Conflict, Forbidden, NotFound } from './errors.js'
 import { decodeCursor, encodeCursor } from './cursor.js'
 import type { RevocationService, RevocationSet } from './revocation.js'
+import { epochUs, fromEpochUs } from './db.js'
 import type { RevocationDb } from './revocation.js'
 
 declare module 'fastify' {
@@ -28,7 +29,8 @@ interface Account extends User {
 }
 
 const COLUMNS = 'id, username, role, disabled, created_at'
-const NOW_US = '(extract(epoch FROM clock_timestamp()) * 1000000)::bigint'
+const NOW_US = epochUs('clock_timestamp()')
+const REVOKED_AFTER_US = epochUs('revoked_after')
 
 function toUser (row: any): User {
   return { id: row.id, username: row.username, role: row.role, disabled: row.disabled, createdAt: row.created_at.toISOString() }
@@ -113,9 +115,9 @@ export class UserService {
       // The full UUID shape: 36 hex-or-dash characters in any order would reach ::uuid as a 500.
       : decodeCursor(opts.cursor, [/^[0-9]{1,18}$/, /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/])
     const { rows } = await this.db.query(
-      `SELECT ${COLUMNS}, (extract(epoch FROM created_at) * 1000000)::bigint AS created_us FROM users
+      `SELECT ${COLUMNS}, ${epochUs('created_at')} AS created_us FROM users
         WHERE $1::bigint IS NULL
-           OR (created_at, id) > (to_timestamp($1::bigint / 1000000.0), $2::uuid)
+           OR (created_at, id) > (${fromEpochUs('$1')}, $2::uuid)
         ORDER BY created_at, id LIMIT $3`,
       [after[0], after[1], opts.limit + 1])
     const page = rows.slice(0, opts.limit)
@@ -167,7 +169,7 @@ export class UserService {
       const { rows: updated } = await client.query(
         `UPDATE users SET role = $2, disabled = $3
            ${revokes ? ', revoked_after = clock_timestamp()' : ''}
-         WHERE id = $1 RETURNING ${COLUMNS}, (extract(epoch FROM revoked_after) * 1000000)::bigint AS ra`,
+         WHERE id = $1 RETURNING ${COLUMNS}, ${REVOKED_AFTER_US} AS ra`,
         [current.id, role, disabled])
       if (revokes) revoked.user(current.id, updated[0].ra)
       before = current
@@ -196,7 +198,7 @@ export class UserService {
     await this.revocation.revoke(async (client, revoked) => {
       const { rows: updated } = await client.query(
         `UPDATE users SET password_hash = $2, revoked_after = clock_timestamp() WHERE id = $1
-         RETURNING (extract(epoch FROM revoked_after) * 1000000)::bigint AS ra`, [userId, passwordHash])
+         RETURNING ${REVOKED_AFTER_US} AS ra`, [userId, passwordHash])
       if (updated.length === 0) throw new NotFound('User not found')
       revoked.user(userId, updated[0].ra)
     })
