@@ -130,12 +130,16 @@ export class SessionService {
     throw new Unauthorized('Invalid refresh token')
   }
 
-  /** Ends one session of a user: its access and refresh tokens. False if there was none live. */
+  /**
+   * Ends one session of a user: its access and refresh tokens. False if there was none
+   * live (unknown, someone else's, already ended, or dead through the user's revoked_after).
+   */
   async end (userId: string, sid: string): Promise<boolean> {
     return await this.revocation.revoke(async (client, revoked) => {
       const { rowCount } = await client.query(
-        `UPDATE sessions SET revoked_at = clock_timestamp()
-          WHERE id = $1 AND user_id = $2 AND revoked_at IS NULL AND expires_at > clock_timestamp()`,
+        `UPDATE sessions s SET revoked_at = clock_timestamp() FROM users u
+          WHERE s.id = $1 AND s.user_id = $2 AND u.id = s.user_id AND s.revoked_at IS NULL
+            AND s.expires_at > clock_timestamp() AND s.created_at > u.revoked_after`,
         [sid, userId])
       if (rowCount === 0) return false
       revoked.session(userId, sid)
@@ -173,10 +177,7 @@ export class SessionService {
 
   /** Ends one of the caller's own sessions; anyone else's is "not found", never "forbidden". */
   async endOwn (userId: string, sid: string): Promise<void> {
-    const { rows } = await this.db.query(
-      `SELECT 1 FROM sessions s JOIN users u ON u.id = s.user_id
-        WHERE s.id = $1 AND s.user_id = $2 AND s.created_at > u.revoked_after`, [sid, userId])
-    if (rows.length === 0 || !await this.end(userId, sid)) throw new NotFound('Session not found')
+    if (!await this.end(userId, sid)) throw new NotFound('Session not found')
   }
 
   /**
