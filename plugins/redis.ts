@@ -4,6 +4,7 @@
 import fp from 'fastify-plugin'
 import fastifyRedis from '@fastify/redis'
 import { Cluster, Redis, type ClusterOptions, type RedisOptions as IORedisOptions } from 'ioredis'
+import { withTimeout } from './timeout.js'
 
 export type RedisMode = 'standalone' | 'cluster' | 'sentinel'
 
@@ -140,21 +141,13 @@ export default fp<RedisOptions>(async function redisPlugin (fastify, opts) {
   // so a misconfigured REDIS_URL is caught at deploy time. Once running, the service
   // survives Redis going away (see plugins/revocation.ts).
   const timeoutMs = opts.connectTimeoutMs ?? 5000
-  let timer: NodeJS.Timeout | undefined
   try {
-    await Promise.race([
-      client.connect(),
-      new Promise((_resolve, reject) => {
-        timer = setTimeout(() => reject(new Error('timed out')), timeoutMs)
-      })
-    ])
+    await withTimeout(client.connect(), timeoutMs, () => new Error('timed out'))
   } catch {
     client.disconnect()
     const { hostname, port } = new URL(opts.url)
     const what = config.REDIS_MODE === 'cluster' ? 'Redis Cluster' : config.REDIS_MODE === 'sentinel' ? 'Redis through Sentinel' : 'Redis'
     throw new Error(`REDIS_URL: cannot connect to ${what} at ${hostname}:${port || 6379}`)
-  } finally {
-    clearTimeout(timer)
   }
 
   // ioredis reconnects by itself, except in a few corners (a connector that fails while

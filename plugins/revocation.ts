@@ -8,6 +8,7 @@ import type { PoolClient } from 'pg'
 import type { Redis, Result } from 'ioredis'
 import { Unavailable } from './errors.js'
 import { epochUs } from './db.js'
+import { withTimeout } from './timeout.js'
 import type { Metrics } from './metrics.js'
 
 declare module 'fastify' {
@@ -186,19 +187,9 @@ export class RevocationService {
   }
 
   private async readState (sub: string, sid: string): Promise<{ ra: string, live: boolean } | null> {
-    let timer: NodeJS.Timeout | undefined
-    try {
-      // Bounded: a PostgreSQL that hangs costs this request a 503, not a stuck socket.
-      const { rows } = await Promise.race([
-        this.db.query(STATE_SQL, [sub, sid]),
-        new Promise<never>((_resolve, reject) => {
-          timer = setTimeout(() => reject(new Unavailable()), READ_TIMEOUT_MS)
-        })
-      ])
-      return rows.length === 0 ? null : { ra: rows[0].ra as string, live: rows[0].live as boolean }
-    } finally {
-      clearTimeout(timer)
-    }
+    // Bounded: a PostgreSQL that hangs costs this request a 503, not a stuck socket.
+    const { rows } = await withTimeout(this.db.query(STATE_SQL, [sub, sid]), READ_TIMEOUT_MS, () => new Unavailable())
+    return rows.length === 0 ? null : { ra: rows[0].ra as string, live: rows[0].live as boolean }
   }
 
   /** Redis unreachable (or its breaker open): decide from PostgreSQL alone, fill nothing. */

@@ -2,19 +2,17 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { Health, Readiness } from '../../schemas/health.js'
 import { ref } from '../../schemas/common.js'
+import { withTimeout } from '../../plugins/timeout.js'
 
 // A readiness probe must answer quickly even when a dependency hangs.
 const CHECK_TIMEOUT_MS = 1000
 
 async function within<T> (ms: number, work: () => Promise<T>): Promise<'ok' | 'down'> {
-  let timer: NodeJS.Timeout | undefined
   try {
-    await Promise.race([work(), new Promise((_resolve, reject) => { timer = setTimeout(reject, ms) })])
+    await withTimeout(work(), ms, () => new Error('check timed out'))
     return 'ok'
   } catch {
     return 'down'
-  } finally {
-    clearTimeout(timer)
   }
 }
 
