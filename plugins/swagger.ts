@@ -3,6 +3,7 @@
 import fp from 'fastify-plugin'
 import fastifySwagger from '@fastify/swagger'
 import fastifySwaggerUi from '@fastify/swagger-ui'
+import { DOCUMENT_HEADERS, securityHeaders } from './security.js'
 
 export default fp(async function swaggerPlugin (fastify) {
   await fastify.register(fastifySwagger, {
@@ -36,8 +37,17 @@ export default fp(async function swaggerPlugin (fastify) {
       }
     }
   })
-  await fastify.register(fastifySwaggerUi, {
-    routePrefix: '/docs',
-    uiConfig: { persistAuthorization: false }
+  // Swagger UI is the one HTML page: its routes (and only they) get the document headers,
+  // over the API ones every response gets (plugins/security.ts).
+  const documentHeaders = securityHeaders(DOCUMENT_HEADERS)
+  await fastify.register(async function docs (instance) {
+    instance.addHook('onRequest', function (_request, reply, done) {
+      reply.headers(documentHeaders)
+      done()
+    })
+    await instance.register(fastifySwaggerUi, {
+      routePrefix: '/docs',
+      uiConfig: { persistAuthorization: false }
+    })
   })
 }, { name: 'swagger' })

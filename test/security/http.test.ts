@@ -7,13 +7,36 @@ const lines: string[] = []
 const app = await build(t, ctx, { LOG_LEVEL: 'trace' }, { logStream: { write: (line: string) => { lines.push(line) } } })
 
 t.test('security headers on every response', async (t) => {
-  const res = await app.inject('/health')
-  t.equal(res.headers['x-content-type-options'], 'nosniff')
-  t.match(res.headers['content-security-policy'], /default-src 'self'/)
-  t.match(res.headers['strict-transport-security'], /max-age=/)
-  t.equal(res.headers['x-frame-options'], 'SAMEORIGIN')
-  t.notOk(res.headers['x-powered-by'])
-  t.match(res.headers['x-request-id'], /^[0-9a-f-]{36}$/)
+  const user = await signUp(app, ctx)
+  for (const res of [
+    await app.inject('/health'),
+    await app.inject({ url: '/auth/me', headers: bearer(user.access) }),
+    await app.inject({ url: '/auth/me' }),
+    await app.inject('/no/such/route')
+  ]) {
+    // The API set: nothing loaded, framed or sniffed from a JSON response; HTTPS sticky.
+    t.equal(res.headers['content-security-policy'], "default-src 'none';frame-ancestors 'none'")
+    t.equal(res.headers['x-frame-options'], 'DENY')
+    t.equal(res.headers['x-content-type-options'], 'nosniff')
+    t.equal(res.headers['cross-origin-resource-policy'], 'same-origin')
+    t.match(res.headers['strict-transport-security'], /max-age=\d+/)
+    t.notOk(res.headers['x-powered-by'])
+    t.notOk(res.headers['referrer-policy'], 'document-only headers are for the docs page')
+    t.match(res.headers['x-request-id'], /^[0-9a-f-]{36}$/)
+  }
+})
+
+t.test('Swagger UI, the one HTML page, gets the document headers', async (t) => {
+  for (const url of ['/docs/', '/docs/json']) {
+    const res = await app.inject(url)
+    t.equal(res.statusCode, 200, url)
+    t.match(res.headers['content-security-policy'], /default-src 'self'/)
+    t.match(res.headers['content-security-policy'], /frame-ancestors 'none'/)
+    t.equal(res.headers['x-frame-options'], 'SAMEORIGIN')
+    t.equal(res.headers['referrer-policy'], 'no-referrer')
+    t.equal(res.headers['cross-origin-opener-policy'], 'same-origin')
+    t.equal(res.headers['x-content-type-options'], 'nosniff')
+  }
 })
 
 t.test('X-Request-Id is propagated when sane, replaced when not', async (t) => {
