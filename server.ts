@@ -28,8 +28,10 @@ await server.register(app, { config })
 // connections that are idle when close() starts (test/shutdown.test.ts).
 let closing = false
 server.addHook('preClose', async () => { closing = true })
-server.addHook('onSend', async (_request, reply) => {
+// Callback-style: it runs on every response, and an async hook costs a promise each.
+server.addHook('onSend', (_request, reply, payload, done) => {
   if (closing) reply.header('connection', 'close')
+  done(null, payload)
 })
 
 // SIGINT/SIGTERM: stop accepting, let in-flight requests finish, close the pools.

@@ -6,7 +6,6 @@
 // Nothing sensitive goes in: labels are route templates (`/users/:id`, never the URL
 // itself), methods, status codes and fixed reasons; no user, IP, token or error text.
 import fp from 'fastify-plugin'
-import type { FastifyReply, FastifyRequest } from 'fastify'
 import { Counter, Gauge, Histogram, Registry } from 'prom-client'
 
 declare module 'fastify' {
@@ -29,17 +28,31 @@ export interface Metrics {
   breakerTrips: Counter
   /** Token checks answered from PostgreSQL: a cache miss, or Redis unavailable. */
   readThroughs: Counter<'reason'>
+  /**
+   * One answered request (app.ts calls it from its one onResponse hook): `route` is the
+   * route template or 'unmatched', `ms` the time from request received to response sent.
+   */
+  observeRequest: (method: string, route: string, status: number, ms: number) => void
 }
 
 const LOGIN_ROUTE = '/auth/login'
 
 export default fp(async function metricsPlugin (fastify) {
   const registry = new Registry()
+  // Counted in plain numbers per request and added to the counter when scraped.
   const requests = new Counter({
     name: 'http_requests_total',
     help: 'HTTP requests answered, by method, route template and status code',
     labelNames: ['method', 'route', 'status_code'],
-    registers: [registry]
+    registers: [registry],
+    collect () {
+      for (const series of children.values()) {
+        if (series.pending > 0) {
+          this.inc(series.labels, series.pending)
+          series.pending = 0
+        }
+      }
+    }
   })
   const duration = new Histogram({
     name: 'http_request_duration_seconds',
@@ -50,7 +63,29 @@ export default fp(async function metricsPlugin (fastify) {
     registers: [registry]
   })
 
+  // One series per method, status and route, its label child resolved once.
+  interface Series { labels: { method: string, route: string, status_code: number }, pending: number, time: ReturnType<typeof duration.labels> }
+  const children = new Map<string, Series>()
+
   const metrics: Metrics = {
+    observeRequest (method, route, status, ms) {
+      const id = `${method} ${status} ${route}`
+      let series = children.get(id)
+      if (series === undefined) {
+        const labels = { method, route, status_code: status }
+        series = { labels, pending: 0, time: duration.labels(labels) }
+        children.set(id, series)
+        // Present from the first scrape, at 0, like the other series.
+        requests.inc(labels, 0)
+      }
+      series.pending++
+      series.time.observe(ms / 1000)
+      if (route === LOGIN_ROUTE && method === 'POST') {
+        if (status === 200) metrics.logins.inc()
+        else if (status === 401) metrics.loginFailures.inc({ reason: 'bad_credentials' })
+        else if (status === 429) metrics.loginFailures.inc({ reason: 'throttled' })
+      }
+    },
     registry,
     logins: new Counter({ name: 'auth_logins_total', help: 'Successful logins', registers: [registry] }),
     loginFailures: new Counter({
@@ -111,29 +146,6 @@ export default fp(async function metricsPlugin (fastify) {
     fastify.hasDecorator('revocation') ? Number(!fastify.revocation.redisUsable()) : undefined)
   gauge('auth_revocation_retry_backlog', 'Committed revocations whose post-commit Redis write awaits a retry', () =>
     fastify.hasDecorator('revocation') ? fastify.revocation.backlogSize : undefined)
-
-  // Label children are cached: per request, one map lookup and two increments.
-  const children = new Map<string, { count: ReturnType<typeof requests.labels>, time: ReturnType<typeof duration.labels> }>()
-  // Callback-style: no promise per request.
-  fastify.addHook('onResponse', function (request: FastifyRequest, reply: FastifyReply, done: () => void) {
-    const route = request.routeOptions.url ?? 'unmatched'
-    const status = reply.statusCode
-    const id = `${request.method} ${status} ${route}`
-    let child = children.get(id)
-    if (child === undefined) {
-      const labels = { method: request.method, route, status_code: status }
-      child = { count: requests.labels(labels), time: duration.labels(labels) }
-      children.set(id, child)
-    }
-    child.count.inc()
-    child.time.observe(reply.elapsedTime / 1000)
-    if (route === LOGIN_ROUTE && request.method === 'POST') {
-      if (status === 200) metrics.logins.inc()
-      else if (status === 401) metrics.loginFailures.inc({ reason: 'bad_credentials' })
-      else if (status === 429) metrics.loginFailures.inc({ reason: 'throttled' })
-    }
-    done()
-  })
 
   fastify.decorate('metrics', metrics)
 }, { name: 'metrics', dependencies: ['config'] })
