@@ -5,6 +5,7 @@ import fp from 'fastify-plugin'
 import fastifyJwt from '@fastify/jwt'
 import { createVerifier, type Algorithm } from 'fast-jwt'
 import type { SigningKeys } from './keys.js'
+import { cachedVerifier } from './token-cache.js'
 import type { FastifyReply, FastifyRequest, HookHandlerDoneFunction, onRequestAsyncHookHandler, onRequestHookHandler } from 'fastify'
 import type { Role } from '../schemas/users.js'
 import { Forbidden, InvalidToken, MissingToken } from './errors.js'
@@ -65,9 +66,8 @@ export default fp<AuthOptions>(async function authPlugin (fastify, opts) {
     allowedIss: opts.issuer,
     allowedAud: opts.audience,
     requiredClaims: ['sub', 'sid', 'sca', 'role', 'jti', 'iat', 'exp', 'iss', 'aud'],
-    // Signature checks of a token already seen are served from an LRU cache (expiry
-    // still honoured); revocation is checked on every request regardless.
-    cache: 1000
+    // Tokens already verified are remembered by cachedVerifier() below, not here.
+    cache: false
   }
   await fastify.register(fastifyJwt, {
     secret: keys === undefined ? opts.secret : { private: keys.privatePem, public: keys.publicKeys[0].pem },
@@ -86,13 +86,15 @@ export default fp<AuthOptions>(async function authPlugin (fastify, opts) {
   // one during a rotation); a missing or unknown kid is refused.
   const byKid = new Map((keys?.publicKeys ?? []).map((k) =>
     [k.kid, createVerifier({ ...verifyOptions, algorithms: [k.alg as Algorithm], key: k.pem })]))
-  function verify (token: string): AccessClaims {
+  // Signature checks of a token already seen are served from a bounded cache (expiry still
+  // honoured); revocation is checked on every request regardless.
+  const verify = cachedVerifier(function verifySignature (token: string): AccessClaims {
     if (keys === undefined) return fastify.jwt.verify<AccessClaims>(token)
     const header = JSON.parse(Buffer.from(token.slice(0, token.indexOf('.')), 'base64url').toString())
     const verifier = typeof header?.kid === 'string' ? byKid.get(header.kid) : undefined
     if (verifier === undefined) throw new Error('unknown kid')
     return verifier(token) as AccessClaims
-  }
+  })
 
   fastify.decorate('tokens', {
     accessTtl: opts.accessTtl,
