@@ -30,4 +30,5 @@ USER node
 EXPOSE 3000
 HEALTHCHECK --interval=10s --timeout=3s --start-period=20s --retries=3 \
   CMD node -e "fetch('http://127.0.0.1:'+(process.env.PORT||3000)+'/health').then(r=>process.exit(r.ok?0:1),()=>process.exit(1))"
-CMD ["node", "dist/server.js"]
+# The node flags are those of `npm start` (package.json; docs/benchmarks.md says why).
+CMD ["node", "--heap-growing-percent=100", "dist/server.js"]

@@ -28,6 +28,20 @@ export const ARGON2 = {
   parallelism: Number(process.env.ARGON2_PARALLELISM ?? 1)
 }
 
+/**
+ * The node flags production runs the service with: those of `npm start` (package.json),
+ * which the Dockerfile's CMD repeats (test/deploy.test.ts). The benchmark runs what
+ * production runs.
+ */
+export const PRODUCTION_NODE_ARGS: string[] = productionNodeArgs()
+
+export function productionNodeArgs (root = ROOT): string[] {
+  const start = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')).scripts.start as string
+  const m = /\bnode((?: --[\w-]+(?:=\S+)?)*) dist\/server\.js/.exec(start)
+  if (m === null) throw new Error('package.json scripts.start does not run "node [flags] dist/server.js"')
+  return m[1].split(' ').filter((a) => a !== '')
+}
+
 /** Extra node flags for the service only (experiments, e.g. "--max-semi-space-size=4"). */
 export const SERVICE_NODE_ARGS = (process.env.BENCH_SERVICE_NODE_ARGS ?? '').split(' ').filter((a) => a !== '')
 

@@ -9,7 +9,7 @@ import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { summarise, type CpuProfile } from './cpuprofile.js'
 import {
-  BENCH_DIST, ROOT, SERVER_CORE, build, deleteRedisKeys, dropDatabase, expectStatus, freePort, load,
+  BENCH_DIST, PRODUCTION_NODE_ARGS, ROOT, SERVER_CORE, build, deleteRedisKeys, dropDatabase, expectStatus, freePort, load,
   log, login, register, rssKiB, serviceEnv, start, stop, stopAll, strongSecret, waitForHttp
 } from './lib.js'
 
@@ -25,7 +25,7 @@ async function profile (workDir: string): Promise<{ file: string, window: { from
   const svc = `http://127.0.0.1:${servicePort}`
   const floorUrl = `http://127.0.0.1:${floorPort}/me`
   const prof = ['--cpu-prof', `--cpu-prof-dir=${workDir}`]
-  const service = start(process.execPath, [...(TARGET === 'service' ? prof : []), join(ROOT, 'dist', 'server.js')],
+  const service = start(process.execPath, [...(TARGET === 'service' ? prof : []), ...PRODUCTION_NODE_ARGS, join(ROOT, 'dist', 'server.js')],
     { core: SERVER_CORE, env, cwd: workDir, logFile: join(workDir, 'service.log') })
   const floor = start(process.execPath, [...(TARGET === 'floor' ? prof : []), join(BENCH_DIST, 'floor-server.js')],
     { core: SERVER_CORE, env: { ...env, PORT: String(floorPort) }, cwd: workDir })

@@ -15,7 +15,7 @@ import { availableParallelism, tmpdir, totalmem } from 'node:os'
 import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import {
-  ARGON2, BENCH_DIST, DB_NAME, PINNING, REDIS_PREFIX, ROOT, SERVER_CORE, SERVICE_NODE_ARGS, build, deleteRedisKeys,
+  ARGON2, BENCH_DIST, DB_NAME, PINNING, PRODUCTION_NODE_ARGS, REDIS_PREFIX, ROOT, SERVER_CORE, SERVICE_NODE_ARGS, build, deleteRedisKeys,
   dropDatabase, expectStatus, freePort, load, log, login, refreshPool, register, rssKiB, run, sampler,
   serviceEnv, start, stop, stopAll, strongSecret, waitForHttp, type Sample
 } from './lib.js'
@@ -144,7 +144,7 @@ async function main (): Promise<void> {
     const port = await freePort()
     const logFile = join(workDir, `service-${name.slice(1, 2)}.log`)
     // cwd is the scratch directory: no stray .env is read, and the log lands there.
-    const child = startServer([...SERVICE_NODE_ARGS, join(ROOT, 'dist', 'server.js')], serviceEnv(port, secret), logFile)
+    const child = startServer([...PRODUCTION_NODE_ARGS, ...SERVICE_NODE_ARGS, join(ROOT, 'dist', 'server.js')], serviceEnv(port, secret), logFile)
     const url = `http://127.0.0.1:${port}`
     await waitForHttp(child, `${url}/health`)
     return { name, child, pid: child.pid as number, url, logFile, idleRssKiB: rssKiB(child.pid as number) }
