@@ -4,9 +4,9 @@ import { randomUUID } from 'node:crypto'
 import type { IncomingMessage } from 'node:http'
 import { LogController, type FastifyInstance, type FastifyServerOptions } from 'fastify'
 import fp from 'fastify-plugin'
-import { pino } from 'pino'
 import AjvCompiler from '@fastify/ajv-compiler'
 import fastifyFormbody from '@fastify/formbody'
+import { blockLogStream } from './plugins/log-stream.js'
 import configPlugin, { type Config } from './plugins/config.js'
 import metricsPlugin from './plugins/metrics.js'
 import dbPlugin from './plugins/db.js'
@@ -40,12 +40,11 @@ export interface AppOptions {
 const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/
 
 /**
- * stdout, written asynchronously in blocks of 4 KiB or every second, whichever comes first
- * (pino's documented asynchronous set-up); one per process. One write(2) per log line, or
- * per event-loop turn, cost a tenth of the CPU of an authenticated request
- * (docs/benchmarks.md). Flushed synchronously on close.
+ * stdout, written asynchronously in blocks of 4 KiB or every second, whichever comes first;
+ * one per process. One write(2) per log line, or per event-loop turn, cost a tenth of the
+ * CPU of an authenticated request (docs/benchmarks.md). Flushed synchronously on close.
  */
-const logDestination = pino.destination({ dest: 1, sync: false, minLength: 4096, periodicFlush: 1000 })
+const logDestination = blockLogStream()
 
 // JSON bodies are validated without coercion (12345678 or true where a string is expected
 // is a 400), while query strings and params are coerced as usual (?limit=20).
