@@ -44,6 +44,9 @@ export function blockLogStream (fd = 1, blockSize = 4096, intervalMs = 1000): Lo
     }
   }
   setInterval(handOver, intervalMs).unref()
+  // A natural exit: pino's destination flushes and then ends itself on 'beforeExit', so
+  // what is gathered here joins its queue first; process.exit() skips that, hence 'exit'.
+  process.on('beforeExit', handOver)
   process.once('exit', () => {
     try { stream.flushSync() } catch {}
   })

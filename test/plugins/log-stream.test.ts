@@ -52,16 +52,27 @@ t.test('a partial block is written within the interval', async (t) => {
   await new Promise<void>((resolve, reject) => stream.flush((err) => err ? reject(err) : resolve()))
 })
 
-t.test('pending lines are written when the process exits', async (t) => {
-  const { path, fd } = tempFile('exit.log')
-  const script = join(dir, 'exit.ts')
+/** Runs `body` in a child process whose fd 3 is a fresh file; returns its exit status and the file. */
+function inChild (name: string, body: string): { status: number | null, written: string } {
+  const { path, fd } = tempFile(`${name}.log`)
+  const script = join(dir, `${name}.ts`)
   const module = fileURLToPath(new URL('../../plugins/log-stream.ts', import.meta.url))
   writeFileSync(script, `import { blockLogStream } from ${JSON.stringify(module)}
 const stream = blockLogStream(3, 4096, 60_000)
-stream.write('last words\\n')
-process.exit(3)
+${body}
 `)
-  const child = spawnSync(process.execPath, ['--import', import.meta.resolve('tsx'), script], { stdio: ['ignore', 'inherit', 'inherit', fd] as any, encoding: 'utf8' })
-  t.equal(child.status, 3)
-  t.equal(readFileSync(path, 'utf8'), 'last words\n')
+  const child = spawnSync(process.execPath, ['--import', import.meta.resolve('tsx'), script], { stdio: ['ignore', 'inherit', 'inherit', fd] as any })
+  return { status: child.status, written: readFileSync(path, 'utf8') }
+}
+
+t.test('pending lines are written when the event loop runs dry', async (t) => {
+  const { status, written } = inChild('natural', "stream.write('first\\n')\nsetTimeout(() => stream.write('second\\n'), 20)")
+  t.equal(status, 0)
+  t.equal(written, 'first\nsecond\n')
+})
+
+t.test('pending lines are written when the process exits', async (t) => {
+  const { status, written } = inChild('exit', "stream.write('last words\\n')\nprocess.exit(3)")
+  t.equal(status, 3)
+  t.equal(written, 'last words\n')
 })
