@@ -86,14 +86,34 @@ export default fp<AuthOptions>(async function authPlugin (fastify, opts) {
   // one during a rotation); a missing or unknown kid is refused.
   const byKid = new Map((keys?.publicKeys ?? []).map((k) =>
     [k.kid, createVerifier({ ...verifyOptions, algorithms: [k.alg as Algorithm], key: k.pem })]))
-  // Signature checks of a token already seen are served from a bounded cache (expiry still
-  // honoured); revocation is checked on every request regardless.
-  const verify = cachedVerifier(function verifySignature (token: string): AccessClaims {
+  function verifySignature (token: string): AccessClaims {
     if (keys === undefined) return fastify.jwt.verify<AccessClaims>(token)
     const header = JSON.parse(Buffer.from(token.slice(0, token.indexOf('.')), 'base64url').toString())
     const verifier = typeof header?.kid === 'string' ? byKid.get(header.kid) : undefined
     if (verifier === undefined) throw new Error('unknown kid')
     return verifier(token) as AccessClaims
+  }
+
+  // What does not change between requests with the same Authorization header (its syntax,
+  // the signature, the claims' shape) is checked once and remembered with it, in a bounded
+  // cache; expiry is checked on every hit, revocation on every request.
+  const verifyBearer = cachedVerifier(function verifyBearer (header: string): AccessClaims {
+    const match = header.length <= MAX_TOKEN_LENGTH ? BEARER.exec(header) : null
+    if (match === null) throw new InvalidToken('Malformed Authorization header: expected "Bearer <token>"')
+    let claims: AccessClaims
+    try {
+      claims = verifySignature(match[1])
+    } catch {
+      throw new InvalidToken('Invalid or expired access token')
+    }
+    // Claims are checked for shape even though the signature is ours: nothing malformed
+    // ever reaches a SQL parameter or a Redis key.
+    if (typeof claims.sub !== 'string' || !UUID.test(claims.sub) || typeof claims.sid !== 'string' ||
+        !UUID.test(claims.sid) || !Number.isSafeInteger(claims.sca) ||
+        (claims.role !== 'user' && claims.role !== 'admin')) {
+      throw new InvalidToken('Invalid or expired access token')
+    }
+    return claims
   })
 
   fastify.decorate('tokens', {
@@ -107,22 +127,7 @@ export default fp<AuthOptions>(async function authPlugin (fastify, opts) {
   function bearerClaims (request: FastifyRequest): AccessClaims {
     const header = request.headers.authorization
     if (header === undefined) throw new MissingToken()
-    const match = header.length <= MAX_TOKEN_LENGTH ? BEARER.exec(header) : null
-    if (match === null) throw new InvalidToken('Malformed Authorization header: expected "Bearer <token>"')
-    let claims: AccessClaims
-    try {
-      claims = verify(match[1])
-    } catch {
-      throw new InvalidToken('Invalid or expired access token')
-    }
-    // Claims are checked for shape even though the signature is ours: nothing malformed
-    // ever reaches a SQL parameter or a Redis key.
-    if (typeof claims.sub !== 'string' || !UUID.test(claims.sub) || typeof claims.sid !== 'string' ||
-        !UUID.test(claims.sid) || !Number.isSafeInteger(claims.sca) ||
-        (claims.role !== 'user' && claims.role !== 'admin')) {
-      throw new InvalidToken('Invalid or expired access token')
-    }
-    return claims
+    return verifyBearer(header)
   }
 
   // Callback-style, like every hook on the hot path: the HMGET's promise is the only one.

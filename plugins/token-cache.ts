@@ -1,10 +1,10 @@
-// A bounded cache of verified access tokens, keyed by the token itself.
+// A bounded cache of verified access tokens, keyed by the token (or the header holding it).
 //
 // Why not fast-jwt's own cache: by default it keys entries by a SHA-256 of the token, a
 // native Hash object per request whose allocation survived young-generation GCs and grew
 // the old generation under load (docs/benchmarks.md); given a key builder, it warns on
 // every start (GHSA-rp9m-7r4c-75qg, about builders that could collide). The token itself
-// cannot collide with another token.
+// (or its header) cannot collide with another token.
 
 /**
  * `verify`, remembered for up to `size` tokens (oldest forgotten first). A hit is served
