@@ -61,8 +61,6 @@ export function serverOptions (config: Config): FastifyServerOptions {
   return {
     logger: {
       level: config.LOG_LEVEL,
-      // Defence in depth: nothing below logs bodies or headers, but if a serializer ever
-      // does, secrets come out as [Redacted].
       // Defence in depth: no log line here holds headers or bodies, but if one ever does,
       // secrets come out as [Redacted]. Explicit paths only: wildcards cost every line.
       redact: {

@@ -1,6 +1,6 @@
 // `npm run bench:instructions`: CPU instructions per warm GET /auth/me, for the service and
-// the floor, counted by valgrind's callgrind. Unlike timings, the counts repeat within a few
-// per cent on a busy machine, so they tell small changes apart (docs/benchmarks.md).
+// the floor, counted by valgrind's callgrind. Unlike timings, the counts repeat within ~3 %
+// on a busy machine, so they tell small changes apart (docs/benchmarks.md).
 //
 // Each server runs under callgrind with instrumentation off (`node --single-threaded`, so
 // compilation and GC happen on the counted thread, as they would on a one-core box), gets

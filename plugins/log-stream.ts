@@ -23,7 +23,7 @@ export function blockLogStream (fd = 1, blockSize = 4096, intervalMs = 1000): Lo
   let size = 0
   function handOver (): void {
     if (size === 0) return
-    const block = lines.length === 1 ? lines[0] : lines.join('')
+    const block = lines.join('')
     lines = []
     size = 0
     destination.write(block)

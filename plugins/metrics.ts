@@ -38,7 +38,7 @@ export interface Metrics {
 const LOGIN_ROUTE = '/auth/login'
 
 /** Latency buckets (seconds): the hot path answers in about a millisecond; logins take an argon2 hash (~50-500 ms). */
-export const DURATION_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5]
+const DURATION_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5]
 
 /** One series of the request metrics: a method, a route template and a status code. */
 export interface RequestSeries {
