@@ -3,7 +3,7 @@ import { existsSync } from 'node:fs'
 import Fastify from 'fastify'
 import closeWithGrace from 'close-with-grace'
 import app, { serverOptions } from './app.js'
-import { ConfigError, loadConfig } from './plugins/config.js'
+import { ConfigError, loadConfig } from './plugins/external/config.js'
 
 // A .env file in the working directory fills in what the real environment does not set.
 if (existsSync('.env')) process.loadEnvFile('.env')

@@ -6,7 +6,7 @@ import Fastify from 'fastify'
 import pg from 'pg'
 import { Redis } from 'ioredis'
 import app, { serverOptions } from '../app.js'
-import { loadConfig } from '../plugins/config.js'
+import { loadConfig } from '../plugins/external/config.js'
 
 const ROUNDS = Number(process.env.ROUNDS ?? 40)
 const tag = randomBytes(3).toString('hex')

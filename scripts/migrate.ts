@@ -1,8 +1,8 @@
 // `npm run migrate`: create the database if needed and apply pending migrations, then
 // exit (non-zero, with one line on stderr, when anything fails).
 import { existsSync } from 'node:fs'
-import { loadConfig } from '../plugins/config.js'
-import { ensureDatabase, migrate } from '../plugins/db.js'
+import { loadConfig } from '../plugins/external/config.js'
+import { ensureDatabase, migrate } from '../plugins/external/db.js'
 
 if (existsSync('.env')) process.loadEnvFile('.env')
 try {

@@ -8,7 +8,7 @@ import Fastify, { type FastifyInstance, type LightMyRequestResponse } from 'fast
 import pg from 'pg'
 import { Redis } from 'ioredis'
 import app, { serverOptions } from '../app.js'
-import { loadConfig } from '../plugins/config.js'
+import { loadConfig } from '../plugins/external/config.js'
 
 export const BASE_DATABASE_URL = process.env.TEST_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/auth_test'
 export const BASE_REDIS_URL = process.env.TEST_REDIS_URL ?? 'redis://127.0.0.1:6379'

@@ -8,8 +8,8 @@ import {
   Session, TokenPair
 } from '../../schemas/auth.js'
 import { User } from '../../schemas/users.js'
-import type { ClientMeta, IssuedSession } from '../../plugins/sessions.js'
-import { TooManyRequests } from '../../plugins/errors.js'
+import type { ClientMeta, IssuedSession } from '../../plugins/app/sessions.js'
+import { TooManyRequests } from '../../lib/errors.js'
 
 // Token responses are documented with the header RFC 6749 §5.1 requires of them.
 const tokenResponse = (description: string) => ({

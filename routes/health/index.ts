@@ -2,7 +2,7 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { Health, Readiness } from '../../schemas/health.js'
 import { ref } from '../../schemas/common.js'
-import { withTimeout } from '../../plugins/timeout.js'
+import { withTimeout } from '../../lib/timeout.js'
 
 // A readiness probe must answer quickly even when a dependency hangs.
 const CHECK_TIMEOUT_MS = 1000
@@ -51,7 +51,7 @@ const routes: FastifyPluginAsyncTypebox = async function (fastify) {
   })
 
   // Unauthenticated, as Prometheus scrapers expect: it carries only counts and timings by
-  // route template (no user, IP or token; see plugins/metrics.ts). Deployments that must
+  // route template (no user, IP or token; see plugins/external/metrics.ts). Deployments that must
   // hide even those keep /metrics off the public ingress.
   fastify.get('/metrics', {
     schema: {

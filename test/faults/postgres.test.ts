@@ -112,7 +112,7 @@ t.test('PostgreSQL black-holed: the cached hot path is unaffected, a miss is 503
   t.ok(cached.ms < ANSWER_MS)
   const miss = await me(cold.access)
   t.equal(miss.status, 503, 'not cached: 503')
-  // The contract bounds no wait here; the token check gives up after 800 ms (plugins/revocation.ts).
+  // The contract bounds no wait here; the token check gives up after 800 ms (plugins/app/revocation/index.ts).
   t.ok(miss.ms < 10_000, `no hang: the miss answered in ${Math.round(miss.ms)} ms`)
 
   // Writes wait for the driver's query timeout, then 503; all at once, to wait only once.

@@ -3,7 +3,7 @@
 import t from 'tap'
 import { createHmac, createPublicKey, generateKeyPairSync, verify as cryptoVerify } from 'node:crypto'
 import { build, context, login, me, signUp } from '../helper.js'
-import { loadConfig } from '../../plugins/config.js'
+import { loadConfig } from '../../plugins/external/config.js'
 
 const ctx = await context(t)
 

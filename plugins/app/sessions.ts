@@ -3,11 +3,11 @@
 import { createHash, randomBytes } from 'node:crypto'
 import fp from 'fastify-plugin'
 import type { PoolClient } from 'pg'
-import type { Role } from '../schemas/users.js'
-import type { Session } from '../schemas/auth.js'
-import { BadCredentials, NotFound, Unauthorized } from './errors.js'
-import type { RevocationDb, RevocationService } from './revocation.js'
-import { epochUs } from './db.js'
+import type { Role } from '../../schemas/users.js'
+import type { Session } from '../../schemas/auth.js'
+import { BadCredentials, NotFound, Unauthorized } from '../../lib/errors.js'
+import type { RevocationDb, RevocationService } from './revocation/index.js'
+import { epochUs } from '../external/db.js'
 
 declare module 'fastify' {
   interface FastifyInstance {

@@ -1,5 +1,5 @@
 import t from 'tap'
-import { bearer, build, context, holdStateRead, login, me, privateRedis, signUp } from '../helper.js'
+import { bearer, build, context, holdStateRead, login, me, privateRedis, signUp } from '../../helper.js'
 
 // A Redis of this file's own, so FLUSHALL is real and touches nothing shared.
 const redis = await privateRedis(t)

@@ -4,11 +4,11 @@ import { randomUUID } from 'node:crypto'
 import fp from 'fastify-plugin'
 import fastifyJwt from '@fastify/jwt'
 import { createVerifier, type Algorithm } from 'fast-jwt'
-import type { SigningKeys } from './keys.js'
-import { cachedVerifier } from './token-cache.js'
+import type { SigningKeys } from '../../lib/keys.js'
+import { cachedVerifier } from '../../lib/token-cache.js'
 import type { FastifyReply, FastifyRequest, HookHandlerDoneFunction, onRequestAsyncHookHandler, onRequestHookHandler } from 'fastify'
-import type { Role } from '../schemas/users.js'
-import { Forbidden, InvalidToken, MissingToken } from './errors.js'
+import type { Role } from '../../schemas/users.js'
+import { Forbidden, InvalidToken, MissingToken } from '../../lib/errors.js'
 
 /** What a verified access token tells about its bearer. */
 export interface AccessClaims {

@@ -4,8 +4,8 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import pg from 'pg'
-import { ensureDatabase, migrate } from '../../plugins/db.js'
-import { BASE_DATABASE_URL, build, context } from '../helper.js'
+import { ensureDatabase, migrate } from '../../../plugins/external/db.js'
+import { BASE_DATABASE_URL, build, context } from '../../helper.js'
 
 t.test('a missing database is created and migrated at start-up', async (t) => {
   const ctx = await context(t, { ownDatabase: true })

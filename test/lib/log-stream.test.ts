@@ -1,4 +1,4 @@
-// The block-buffered log destination (plugins/log-stream.ts): lines reach the fd in order,
+// The block-buffered log destination (lib/log-stream.ts): lines reach the fd in order,
 // in blocks, within the interval, and all of them by the time the process exits.
 import t from 'tap'
 import { spawnSync } from 'node:child_process'
@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { fileURLToPath } from 'node:url'
-import { blockLogStream } from '../../plugins/log-stream.js'
+import { blockLogStream } from '../../lib/log-stream.js'
 
 const dir = mkdtempSync(join(tmpdir(), 'log-stream-'))
 t.teardown(() => rmSync(dir, { recursive: true, force: true }))
@@ -56,7 +56,7 @@ t.test('a partial block is written within the interval', async (t) => {
 function inChild (name: string, body: string): { status: number | null, written: string } {
   const { path, fd } = tempFile(`${name}.log`)
   const script = join(dir, `${name}.ts`)
-  const module = fileURLToPath(new URL('../../plugins/log-stream.ts', import.meta.url))
+  const module = fileURLToPath(new URL('../../lib/log-stream.ts', import.meta.url))
   writeFileSync(script, `import { blockLogStream } from ${JSON.stringify(module)}
 const stream = blockLogStream(3, 4096, 60_000)
 ${body}

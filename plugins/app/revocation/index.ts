@@ -6,10 +6,10 @@ import fp from 'fastify-plugin'
 import type { FastifyBaseLogger } from 'fastify'
 import type { PoolClient } from 'pg'
 import type { Redis, Result } from 'ioredis'
-import { Unavailable } from './errors.js'
-import { epochUs } from './db.js'
-import { withTimeout } from './timeout.js'
-import type { Metrics } from './metrics.js'
+import { Unavailable } from '../../../lib/errors.js'
+import { epochUs } from '../../external/db.js'
+import { withTimeout } from '../../../lib/timeout.js'
+import type { Metrics } from '../../external/metrics.js'
 
 declare module 'fastify' {
   interface FastifyInstance {

@@ -1,7 +1,7 @@
 // Provides `fastify.audit`: security events in PostgreSQL (write and page through them).
 import fp from 'fastify-plugin'
-import type { AuditEvent, AuditType } from '../schemas/audit.js'
-import { decodeCursor, encodeCursor } from './cursor.js'
+import type { AuditEvent, AuditType } from '../../schemas/audit.js'
+import { decodeCursor, encodeCursor } from '../../lib/cursor.js'
 
 declare module 'fastify' {
   interface FastifyInstance {

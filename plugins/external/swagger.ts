@@ -38,7 +38,7 @@ export default fp(async function swaggerPlugin (fastify) {
     }
   })
   // Swagger UI is the one HTML page: its routes (and only they) get the document headers,
-  // over the API ones every response gets (plugins/security.ts).
+  // over the API ones every response gets (plugins/external/security.ts).
   const documentHeaders = securityHeaders(DOCUMENT_HEADERS)
   await fastify.register(async function docs (instance) {
     instance.addHook('onRequest', function (_request, reply, done) {

@@ -5,7 +5,7 @@ import fp from 'fastify-plugin'
 import helmet, { type HelmetOptions } from 'helmet'
 import fastifyCors from '@fastify/cors'
 import fastifyRateLimit from '@fastify/rate-limit'
-import { TooManyRequests } from './errors.js'
+import { TooManyRequests } from '../../lib/errors.js'
 
 export interface SecurityOptions {
   corsOrigins: string[]

@@ -3,7 +3,7 @@ import { randomBytes } from 'node:crypto'
 import fp from 'fastify-plugin'
 import { Type, type Static } from '@sinclair/typebox'
 import { Value } from '@sinclair/typebox/value'
-import { loadSigningKeys, type SigningKeys } from './keys.js'
+import { loadSigningKeys, type SigningKeys } from '../../lib/keys.js'
 
 const PositiveInt = (def: number, description: string) =>
   Type.Integer({ minimum: 1, default: def, description })
@@ -16,13 +16,13 @@ export const EnvSchema = Type.Object({
   DATABASE_POOL_SIZE: PositiveInt(10, 'PostgreSQL connections per instance'),
   REDIS_URL: Type.String({ default: 'redis://127.0.0.1:6379' }),
   REDIS_KEY_PREFIX: Type.String({ default: 'auth:', pattern: '^[A-Za-z0-9:_.-]{0,64}$' }),
-  // Redis topology (plugins/redis.ts): REDIS_URL names one node of a Cluster or one Sentinel;
+  // Redis topology (plugins/external/redis.ts): REDIS_URL names one node of a Cluster or one Sentinel;
   // REDIS_NODES lists more `host:port` seeds; credentials and TLS still come from REDIS_URL.
   REDIS_MODE: Type.Union([Type.Literal('standalone'), Type.Literal('cluster'), Type.Literal('sentinel')], { default: 'standalone' }),
   REDIS_NODES: Type.Optional(Type.String({ pattern: '^[A-Za-z0-9.-]+:[0-9]{1,5}(,[A-Za-z0-9.-]+:[0-9]{1,5})*$' })),
   REDIS_SENTINEL_MASTER: Type.String({ minLength: 1, default: 'mymaster' }),
   JWT_SECRET: Type.Optional(Type.String()),
-  // Asymmetric signing instead of JWT_SECRET: PEM keys (see plugins/keys.ts and the README).
+  // Asymmetric signing instead of JWT_SECRET: PEM keys (see lib/keys.ts and the README).
   JWT_PRIVATE_KEY: Type.Optional(Type.String()),
   JWT_PUBLIC_KEY: Type.Optional(Type.String()),
   JWT_ISSUER: Type.String({ minLength: 1, default: 'auth-service' }),

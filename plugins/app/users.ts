@@ -4,12 +4,12 @@ import { randomBytes } from 'node:crypto'
 import fp from 'fastify-plugin'
 import argon2 from 'argon2'
 import type { PoolClient } from 'pg'
-import type { Role, User } from '../schemas/users.js'
-import { BadCredentials, Conflict, Forbidden, NotFound } from './errors.js'
-import { decodeCursor, encodeCursor } from './cursor.js'
-import type { RevocationService, RevocationSet } from './revocation.js'
-import { epochUs, fromEpochUs } from './db.js'
-import type { RevocationDb } from './revocation.js'
+import type { Role, User } from '../../schemas/users.js'
+import { BadCredentials, Conflict, Forbidden, NotFound } from '../../lib/errors.js'
+import { decodeCursor, encodeCursor } from '../../lib/cursor.js'
+import type { RevocationService, RevocationSet } from './revocation/index.js'
+import { epochUs, fromEpochUs } from '../external/db.js'
+import type { RevocationDb } from './revocation/index.js'
 
 declare module 'fastify' {
   interface FastifyInstance {

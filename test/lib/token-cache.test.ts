@@ -1,6 +1,6 @@
-// The verified-token cache in front of the signature check (plugins/token-cache.ts).
+// The verified-token cache in front of the signature check (lib/token-cache.ts).
 import t from 'tap'
-import { cachedVerifier } from '../../plugins/token-cache.js'
+import { cachedVerifier } from '../../lib/token-cache.js'
 
 interface Claims { sub: string, exp: number }
 

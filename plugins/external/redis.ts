@@ -4,7 +4,7 @@
 import fp from 'fastify-plugin'
 import fastifyRedis from '@fastify/redis'
 import { Cluster, Redis, type ClusterOptions, type RedisOptions as IORedisOptions } from 'ioredis'
-import { withTimeout } from './timeout.js'
+import { withTimeout } from '../../lib/timeout.js'
 
 export type RedisMode = 'standalone' | 'cluster' | 'sentinel'
 

@@ -1,5 +1,5 @@
 import t from 'tap'
-import { ConfigError, loadConfig } from '../../plugins/config.js'
+import { ConfigError, loadConfig } from '../../../plugins/external/config.js'
 
 const strong = 'Zq8v!Lr2#Tm6@Wp1$Xk9%Bn4^Hc7&Js3*'
 

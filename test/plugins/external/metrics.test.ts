@@ -2,7 +2,7 @@
 // per-observation label hashing. The route-level view is test/metrics.test.ts.
 import t from 'tap'
 import { Registry, type Histogram } from 'prom-client'
-import { RequestDurations } from '../../plugins/metrics.js'
+import { RequestDurations } from '../../../plugins/external/metrics.js'
 
 /** The exposition text of a registry holding only `durations`, as `name{labels}` → value. */
 async function exposition (durations: RequestDurations): Promise<Map<string, number>> {
