@@ -13,12 +13,12 @@ import dbPlugin from './plugins/external/db.js'
 import redisPlugin from './plugins/external/redis.js'
 import revocationPlugin from './plugins/app/revocation/index.js'
 import authPlugin from './plugins/app/auth.js'
-import usersPlugin from './plugins/app/users.js'
-import sessionsPlugin from './plugins/app/sessions.js'
-import auditPlugin from './plugins/app/audit.js'
+import usersPlugin from './plugins/app/users/index.js'
+import sessionsPlugin from './plugins/app/sessions/index.js'
+import auditPlugin from './plugins/app/audit/index.js'
 import swaggerPlugin from './plugins/external/swagger.js'
 import securityPlugin from './plugins/external/security.js'
-import lockoutPlugin from './plugins/app/lockout.js'
+import lockoutPlugin from './plugins/app/lockout/index.js'
 import { errorHandler } from './lib/errors.js'
 import { sharedSchemas } from './schemas/common.js'
 import { ChangePasswordBody, ChangeRoleBody, Credentials, LoginBody, Me, PasswordGrant, RefreshBody, Session, TokenPair } from './schemas/auth.js'
@@ -141,6 +141,8 @@ async function app (fastify: FastifyInstance, opts: AppOptions): Promise<void> {
     audience: config.JWT_AUDIENCE,
     accessTtl: config.ACCESS_TOKEN_TTL
   })
+  await fastify.register(auditPlugin)
+  await fastify.register(lockoutPlugin, { threshold: config.LOCKOUT_THRESHOLD })
   await fastify.register(usersPlugin, {
     memoryCost: config.ARGON2_MEMORY_COST,
     timeCost: config.ARGON2_TIME_COST,
@@ -151,8 +153,6 @@ async function app (fastify: FastifyInstance, opts: AppOptions): Promise<void> {
     accessTtl: config.ACCESS_TOKEN_TTL,
     purgeIntervalMs: opts.purgeIntervalMs
   })
-  await fastify.register(auditPlugin)
-  await fastify.register(lockoutPlugin, { threshold: config.LOCKOUT_THRESHOLD })
   await fastify.register(securityPlugin, { corsOrigins: config.corsOrigins })
   await fastify.register(swaggerPlugin)
 

@@ -247,21 +247,19 @@ export async function httpCall (base: string, method: string, path: string, opts
  * tests use it to force a revocation and a FLUSHALL into that window.
  */
 export function holdStateRead (t: Teardown, app: FastifyInstance): { read: Promise<void>, release: () => void } {
-  const db = app.db
-  const query = db.query.bind(db)
+  const repository = app.revocation.repository
+  const readState = repository.readState
   let release!: () => void
   const gate = new Promise<void>((resolve) => { release = resolve })
   let reached!: () => void
   const read = new Promise<void>((resolve) => { reached = resolve })
-  db.query = (async (text: string, values?: unknown[]) => {
-    const result = await query(text, values)
-    if (typeof text === 'string' && text.includes('LEFT JOIN sessions s')) {
-      db.query = query // only the first one is held
-      reached()
-      await gate
-    }
-    return result
-  }) as typeof db.query
-  t.teardown(() => { db.query = query })
+  repository.readState = async function (...args) {
+    const state = await readState.apply(this, args)
+    repository.readState = readState // only the first one is held
+    reached()
+    await gate
+    return state
+  }
+  t.teardown(() => { repository.readState = readState })
   return { read, release }
 }

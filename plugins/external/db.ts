@@ -14,25 +14,21 @@ declare module 'fastify' {
   }
 }
 
-/**
- * SQL for a timestamptz as µs since the epoch (bigint): the one unit in which session
- * creation times and revoked_after are compared, in SQL, in tokens (`sca`) and in Redis
- * (`ra`). Defined once so no copy can round differently (docs/revocation.md).
- */
-export function epochUs (expr: string): string {
-  return `(extract(epoch FROM ${expr}) * 1000000)::bigint`
+/** What the domain needs of PostgreSQL: `fastify.db` is one. */
+export interface Db {
+  query: (text: string, values?: unknown[]) => Promise<{ rows: any[], rowCount: number | null }>
+  /** Runs `fn` in a transaction: COMMIT when it resolves, ROLLBACK when it throws. */
+  transact: <T>(fn: (client: Queryable) => Promise<T>) => Promise<T>
 }
 
-/** The inverse of epochUs, exact (integer interval arithmetic, no floating point). */
-export function fromEpochUs (expr: string): string {
-  return `(timestamptz 'epoch' + ${expr}::bigint * interval '1 microsecond')`
-}
+/** Where a repository's query runs: the pool, or the client of a transaction. */
+export type Queryable = Pick<Db, 'query'>
 
 // Bounded waits: a request must fail fast with 503 rather than hang when PostgreSQL is gone.
 // The connect timeout also bounds the wait for a free pooled connection. The statement
 // timeout is enforced by the server; query_timeout, a little longer, by the client, for a
 // server that no longer answers at all. The token check on the request path has its own,
-// shorter bound (plugins/revocation.ts).
+// shorter bound (plugins/app/revocation/revocation-service.ts).
 const CONNECT_TIMEOUT_MS = 2000
 const STATEMENT_TIMEOUT_MS = 5000
 // Arbitrary constant that names "auth-service migrations" in pg_advisory_lock.

@@ -8,7 +8,8 @@ import {
   Session, TokenPair
 } from '../../schemas/auth.js'
 import { User } from '../../schemas/users.js'
-import type { ClientMeta, IssuedSession } from '../../plugins/app/sessions.js'
+import type { ClientMeta, IssuedSession } from '../../plugins/app/sessions/sessions-service.js'
+import { auditContext } from '../../plugins/app/audit/audit-service.js'
 import { TooManyRequests } from '../../lib/errors.js'
 
 // Token responses are documented with the header RFC 6749 §5.1 requires of them.
@@ -18,12 +19,12 @@ const tokenResponse = (description: string) => ({
 })
 
 const routes: FastifyPluginAsyncTypebox = async function (fastify) {
-  const { users, sessions, audit, tokens, lockout, authenticate, requireRole, config } = fastify
+  const { users, sessions, tokens, lockout, authenticate, requireRole, config } = fastify
   const perMinute = (max: number) => ({ rateLimit: { max, timeWindow: 60_000 } })
 
   function clientMeta (request: FastifyRequest): ClientMeta {
     const ua = request.headers['user-agent']
-    return { ip: request.ip, userAgent: typeof ua === 'string' ? ua.slice(0, 256) : null }
+    return { ...auditContext(request), userAgent: typeof ua === 'string' ? ua.slice(0, 256) : null }
   }
 
   // RFC 6749 §5.1: token responses are never cached.
@@ -51,8 +52,7 @@ const routes: FastifyPluginAsyncTypebox = async function (fastify) {
       }
     }
   }, async function (request, reply) {
-    const user = await users.register(request.body.username, request.body.password)
-    await audit.record({ type: 'register', actorId: user.id, subjectId: user.id, ip: request.ip })
+    const user = await users.register(request.body.username, request.body.password, 'user', auditContext(request))
     return reply.code(201).send(user)
   })
 
@@ -76,23 +76,14 @@ const routes: FastifyPluginAsyncTypebox = async function (fastify) {
       }
     }
   }, async function (request, reply) {
-    const { username, password } = request.body as { username: string, password: string }
-    const retryAfter = await lockout.retryAfter(username)
+    const { username, password } = request.body as LoginBody
+    const meta = clientMeta(request)
+    const retryAfter = await lockout.retryAfter(username, meta)
     if (retryAfter > 0) {
-      await audit.record({ type: 'login_locked', ip: request.ip, detail: { username } })
       reply.header('retry-after', String(retryAfter))
       throw new TooManyRequests('Too many failed logins for this username, try again later')
     }
-    const user = await users.verifyLogin(username, password, async (reason, account) => {
-      const failures = await lockout.failed(username)
-      await audit.record({
-        type: 'login_failed', subjectId: account?.id ?? null, ip: request.ip, detail: { username, reason, failures }
-      })
-    })
-    // A success ends the run of failures; both round trips at once.
-    const [session] = await Promise.all([sessions.create(user.id, clientMeta(request)), lockout.succeeded(username)])
-    await audit.record({ type: 'login', actorId: user.id, subjectId: user.id, ip: request.ip, detail: { sessionId: session.sid } })
-    return tokenPair(reply, session)
+    return tokenPair(reply, await sessions.login(username, password, meta))
   })
 
   fastify.post('/refresh', {
@@ -109,10 +100,7 @@ const routes: FastifyPluginAsyncTypebox = async function (fastify) {
       }
     }
   }, async function (request, reply) {
-    const session = await sessions.refresh(request.body.refresh_token, clientMeta(request), async (userId, sid) => {
-      await audit.record({ type: 'refresh_reuse', subjectId: userId, ip: request.ip, detail: { sessionId: sid } })
-    })
-    return tokenPair(reply, session)
+    return tokenPair(reply, await sessions.refresh(request.body.refresh_token, clientMeta(request)))
   })
 
   fastify.get('/me', {
@@ -145,11 +133,7 @@ const routes: FastifyPluginAsyncTypebox = async function (fastify) {
       }
     }
   }, async function (request) {
-    return await users.update({ username: request.body.username }, { role: request.body.role }, async (before, after) => {
-      await audit.record({
-        type: 'role_changed', actorId: request.user.sub, subjectId: after.id, ip: request.ip, detail: { from: before.role, to: after.role }
-      })
-    })
+    return await users.update({ username: request.body.username }, { role: request.body.role }, auditContext(request))
   })
 
   fastify.post('/logout', {
@@ -162,8 +146,7 @@ const routes: FastifyPluginAsyncTypebox = async function (fastify) {
       response: { 204: Type.Null({ description: 'Signed out: this session\'s tokens no longer work' }), ...errors(401, 503) }
     }
   }, async function (request, reply) {
-    await sessions.end(request.user.sub, request.user.sid)
-    await audit.record({ type: 'logout', actorId: request.user.sub, subjectId: request.user.sub, ip: request.ip, detail: { sessionId: request.user.sid } })
+    await sessions.logout(request.user.sub, request.user.sid, auditContext(request))
     return reply.code(204).send(null)
   })
 
@@ -177,8 +160,7 @@ const routes: FastifyPluginAsyncTypebox = async function (fastify) {
       response: { 204: Type.Null({ description: 'Every session of the user has ended, this one included' }), ...errors(401, 503) }
     }
   }, async function (request, reply) {
-    await sessions.endAll(request.user.sub)
-    await audit.record({ type: 'logout_all', actorId: request.user.sub, subjectId: request.user.sub, ip: request.ip })
+    await sessions.endAll(request.user.sub, auditContext(request))
     return reply.code(204).send(null)
   })
 
@@ -209,8 +191,7 @@ const routes: FastifyPluginAsyncTypebox = async function (fastify) {
       }
     }
   }, async function (request, reply) {
-    await sessions.endOwn(request.user.sub, request.params.id)
-    await audit.record({ type: 'session_revoked', actorId: request.user.sub, subjectId: request.user.sub, ip: request.ip, detail: { sessionId: request.params.id } })
+    await sessions.endOwn(request.user.sub, request.params.id, auditContext(request))
     return reply.code(204).send(null)
   })
 
@@ -228,8 +209,7 @@ const routes: FastifyPluginAsyncTypebox = async function (fastify) {
       }
     }
   }, async function (request, reply) {
-    await users.changePassword(request.user.sub, request.body.currentPassword, request.body.newPassword)
-    await audit.record({ type: 'password_changed', actorId: request.user.sub, subjectId: request.user.sub, ip: request.ip })
+    await users.changePassword(request.user.sub, request.body.currentPassword, request.body.newPassword, auditContext(request))
     return reply.code(204).send(null)
   })
 }

@@ -3,9 +3,10 @@ import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { Type } from '@sinclair/typebox'
 import { bearer, errors, IdParams, PageQuery, ref } from '../../schemas/common.js'
 import { PatchUserBody, User, UserPage } from '../../schemas/users.js'
+import { auditContext } from '../../plugins/app/audit/audit-service.js'
 
 const routes: FastifyPluginAsyncTypebox = async function (fastify) {
-  const { users, audit, authenticate, requireRole } = fastify
+  const { users, authenticate, requireRole } = fastify
   fastify.addHook('onRequest', authenticate)
   fastify.addHook('onRequest', requireRole('admin'))
   const security = bearer
@@ -47,15 +48,7 @@ const routes: FastifyPluginAsyncTypebox = async function (fastify) {
       response: { 200: ref(User), ...errors(400, 401, 403, 404, [409, 'Demoting or disabling the last admin', { message: 'The last admin cannot be demoted, disabled or deleted' }], 413, 415, 503) }
     }
   }, async function (request) {
-    return await users.update({ id: request.params.id }, request.body, async (before, after) => {
-      const base = { actorId: request.user.sub, subjectId: after.id, ip: request.ip }
-      if (before.role !== after.role) {
-        await audit.record({ ...base, type: 'role_changed', detail: { from: before.role, to: after.role } })
-      }
-      if (before.disabled !== after.disabled) {
-        await audit.record({ ...base, type: after.disabled ? 'user_disabled' : 'user_enabled' })
-      }
-    })
+    return await users.update({ id: request.params.id }, request.body, auditContext(request))
   })
 
   fastify.delete('/:id', {
@@ -68,8 +61,7 @@ const routes: FastifyPluginAsyncTypebox = async function (fastify) {
       response: { 204: Type.Null({ description: 'No content' }), ...errors(400, 401, 403, 404, [409, 'Deleting the last admin', { message: 'The last admin cannot be demoted, disabled or deleted' }], 503) }
     }
   }, async function (request, reply) {
-    await users.delete(request.params.id)
-    await audit.record({ type: 'user_deleted', actorId: request.user.sub, subjectId: request.params.id, ip: request.ip })
+    await users.delete(request.params.id, auditContext(request))
     return reply.code(204).send(null)
   })
 }

@@ -1,14 +1,9 @@
-// Provides `fastify.lockout`: failed logins in a row per username, counted in Redis so
-// that every instance sees them, and a lock that grows with each further failure.
-import fp from 'fastify-plugin'
+// Failed logins in a row per username, counted in Redis so that every instance sees
+// them, and a lock that grows with each further failure.
+import { readFileSync } from 'node:fs'
 import type { FastifyBaseLogger } from 'fastify'
 import type { Redis, Result } from 'ioredis'
-
-declare module 'fastify' {
-  interface FastifyInstance {
-    lockout: LockoutService
-  }
-}
+import type { AuditContext, AuditService } from '../audit/audit-service.js'
 
 declare module 'ioredis' {
   interface RedisCommander<Context> {
@@ -16,17 +11,8 @@ declare module 'ioredis' {
   }
 }
 
-// Count one more failure; from the threshold on, lock for base × 2^(failures − threshold),
-// capped. Both keys carry the same hash tag (one cluster slot).
-const FAILED_LUA = `
-local n = redis.call('INCR', KEYS[1])
-redis.call('PEXPIRE', KEYS[1], ARGV[4])
-local threshold = tonumber(ARGV[1])
-if n >= threshold then
-  local ms = math.min(tonumber(ARGV[2]) * 2 ^ (n - threshold), tonumber(ARGV[3]))
-  redis.call('SET', KEYS[2], '1', 'PX', math.floor(ms))
-end
-return n`
+// The script, beside this file (`npm run build` copies it into dist/).
+const FAILED_LUA = readFileSync(new URL('login-failed.lua', import.meta.url), 'utf8')
 
 /** First lock 30 s, doubling with each further failure, at most 15 minutes. */
 const BASE_LOCK_MS = 30_000
@@ -37,6 +23,7 @@ const KEEP_FAILURES_MS = 24 * 60 * 60_000
 export class LockoutService {
   constructor (
     private readonly redis: Redis,
+    private readonly audit: AuditService,
     private readonly log: FastifyBaseLogger,
     readonly threshold: number
   ) {
@@ -50,15 +37,21 @@ export class LockoutService {
     return [`${tag}:failures`, `${tag}:locked`]
   }
 
-  /** Seconds until the username may try again, or 0. Fails open when Redis is down. */
-  async retryAfter (username: string): Promise<number> {
+  /**
+   * Seconds until the username may try again, or 0; an attempt refused for it is recorded.
+   * Fails open when Redis is down.
+   */
+  async retryAfter (username: string, ctx: AuditContext): Promise<number> {
+    let ms: number
     try {
-      const ms = await this.redis.pttl(this.keys(username)[1])
-      return ms > 0 ? Math.ceil(ms / 1000) : 0
+      ms = await this.redis.pttl(this.keys(username)[1])
     } catch (err) {
       this.log.warn({ err: { message: (err as Error).message } }, 'lockout check skipped: Redis unavailable')
       return 0
     }
+    if (ms <= 0) return 0
+    await this.audit.record({ ...ctx, type: 'login_locked', detail: { username } })
+    return Math.ceil(ms / 1000)
   }
 
   /** Records a failed login; returns the failures in a row so far (0 if unknown). */
@@ -77,7 +70,3 @@ export class LockoutService {
     await this.redis.del(...this.keys(username)).catch(() => {})
   }
 }
-
-export default fp<{ threshold: number }>(async function lockoutPlugin (fastify, opts) {
-  fastify.decorate('lockout', new LockoutService(fastify.redis, fastify.log, opts.threshold))
-}, { name: 'lockout', dependencies: ['redis'] })

@@ -1,0 +1,47 @@
+// Security events: recorded by the services as they act, paged through by admins.
+import type { FastifyBaseLogger, FastifyRequest } from 'fastify'
+import type { AuditEvent, AuditType } from '../../../schemas/audit.js'
+import { decodeCursor, encodeCursor } from '../../../lib/cursor.js'
+import type { AuditRepository } from './audit-repository.js'
+
+export interface AuditRecord {
+  type: AuditType
+  actorId?: string | null
+  subjectId?: string | null
+  ip?: string | null
+  /** Never a password or a token: callers pass identifiers and reasons only. */
+  detail?: Record<string, unknown>
+}
+
+/** Who acts and from where: what every event a request causes repeats. */
+export interface AuditContext {
+  actorId: string | null
+  ip: string
+}
+
+/** The request's audit context: its signed-in user (none before authentication) and client IP. */
+export function auditContext (request: FastifyRequest): AuditContext {
+  return { actorId: request.user?.sub ?? null, ip: request.ip }
+}
+
+export class AuditService {
+  constructor (private readonly repository: AuditRepository, private readonly log: FastifyBaseLogger) {}
+
+  /** Records an event. Never throws: an audit failure must not fail the request it records. */
+  async record (event: AuditRecord): Promise<void> {
+    try {
+      await this.repository.insert(event)
+    } catch (err) {
+      this.log.warn({ err: { message: (err as Error).message }, auditType: event.type }, 'audit event not recorded')
+    }
+  }
+
+  /** Newest first; the cursor is the last id seen, so concurrent inserts never shift a page. */
+  async list (opts: { limit: number, cursor?: string, userId?: string }): Promise<{ items: AuditEvent[], nextCursor: string | null }> {
+    const before = opts.cursor === undefined ? null : decodeCursor(opts.cursor, [/^[0-9]{1,18}$/])[0]
+    const rows = await this.repository.list(before, opts.userId ?? null, opts.limit + 1)
+    const items = rows.slice(0, opts.limit)
+    const nextCursor = rows.length > opts.limit ? encodeCursor([items[items.length - 1].id]) : null
+    return { items, nextCursor }
+  }
+}

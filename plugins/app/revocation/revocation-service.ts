@@ -1,0 +1,261 @@
+// The revocation cache and the revoking transactions (docs/revocation.md).
+import { randomBytes } from 'node:crypto'
+import { readFileSync } from 'node:fs'
+import type { FastifyBaseLogger } from 'fastify'
+import type { Redis, Result } from 'ioredis'
+import { Unavailable } from '../../../lib/errors.js'
+import { withTimeout } from '../../../lib/timeout.js'
+import type { Db, Queryable } from '../../external/db.js'
+import type { Metrics } from '../../external/metrics.js'
+import type { RevocationRepository, TokenState } from './revocation-repository.js'
+
+declare module 'ioredis' {
+  interface RedisCommander<Context> {
+    authRevoke(key: string, ra: string, ttlMs: number, ...sids: string[]): Result<number, Context>
+    authFill(key: string, ra: string, sid: string, state: string, ttlMs: number, epoch: string): Result<number, Context>
+    authEpoch(key: string, candidate: string, ttlMs: number): Result<string, Context>
+  }
+}
+
+// The scripts, beside this file (`npm run build` copies them into dist/).
+const script = (name: string) => readFileSync(new URL(name, import.meta.url), 'utf8')
+const REVOKE_LUA = script('revoke.lua')
+const FILL_LUA = script('fill.lua')
+const EPOCH_LUA = script('epoch.lua')
+
+/** How long Redis is left alone after a failed command (a simple circuit breaker). */
+const BREAKER_OPEN_MS = 1000
+/**
+ * A read of the truth on the request path gives up after this long (503): with Redis
+ * down every request reads PostgreSQL, and the contract wants an answer within 1 s.
+ */
+const READ_TIMEOUT_MS = 800
+/** A committed revocation whose post-commit Redis write failed is retried this often… */
+const RETRY_EVERY_MS = 500
+/** …for this long, and at most this many are kept (the pre-commit write already landed). */
+const RETRY_FOR_MS = 10 * 60_000
+const RETRY_MAX = 10_000
+
+/** Revocations collected during one transaction, written to Redis before and after COMMIT. */
+export class RevocationSet {
+  readonly users = new Map<string, { ra: string, sids: string[] }>()
+
+  private entry (userId: string) {
+    let e = this.users.get(userId)
+    if (!e) {
+      e = { ra: '', sids: [] }
+      this.users.set(userId, e)
+    }
+    return e
+  }
+
+  /** The session is dead (logout, session deleted, refresh-token reuse). */
+  session (userId: string, sid: string): void {
+    this.entry(userId).sids.push(sid)
+  }
+
+  /** Every session of the user created at or before `revokedAfterUs` is dead. */
+  user (userId: string, revokedAfterUs: string | number): void {
+    const e = this.entry(userId)
+    if (e.ra === '' || Number(e.ra) < Number(revokedAfterUs)) e.ra = String(revokedAfterUs)
+  }
+}
+
+export class RevocationService {
+  private openUntil = 0
+  /** Epochs this process creates: a random prefix and a counter are unique enough. */
+  private readonly epochPrefix = randomBytes(6).toString('base64url')
+  private epochCounter = 0
+  private backlog: Array<{ set: RevocationSet, until: number }> = []
+  private retryTimer: NodeJS.Timeout | undefined
+
+  constructor (
+    private readonly redis: Redis,
+    private readonly db: Db,
+    /** Reads the truth; a test may wrap `readState` to hold a read-through mid-way. */
+    readonly repository: RevocationRepository,
+    private readonly log: FastifyBaseLogger,
+    private readonly ttlMs: number,
+    private readonly metrics?: Metrics
+  ) {
+    redis.defineCommand('authRevoke', { numberOfKeys: 1, lua: REVOKE_LUA })
+    redis.defineCommand('authFill', { numberOfKeys: 1, lua: FILL_LUA })
+    redis.defineCommand('authEpoch', { numberOfKeys: 1, lua: EPOCH_LUA })
+  }
+
+  /** Hash tag around the user id: all of a user's state lives in one cluster slot. */
+  static key (userId: string): string {
+    return '{' + userId + '}'
+  }
+
+  /** Connected, and the breaker is closed. */
+  redisUsable (): boolean {
+    return this.redis.status === 'ready' && Date.now() >= this.openUntil
+  }
+
+  private trip (err: unknown): void {
+    if (Date.now() >= this.openUntil) {
+      this.metrics?.breakerTrips.inc()
+      this.log.warn({ err: { message: (err as Error).message } }, 'Redis failed: answering from PostgreSQL for a while')
+    }
+    this.openUntil = Date.now() + BREAKER_OPEN_MS
+  }
+
+  /**
+   * Is the token of session `sid` of user `sub`, whose session was created at `sca`
+   * (µs, database clock), still live? Warm cache: one HMGET and nothing else.
+   */
+  isLive (sub: string, sid: string, sca: number): Promise<boolean> {
+    if (!this.redisUsable()) return this.fromPostgres(sub, sid, sca)
+    // One promise on the hot path (the HMGET's), not one per async function it passes.
+    return this.redis.hmget(RevocationService.key(sub), 'ra', 's:' + sid, 'e').then(([ra, s, e]) => {
+      if (s === 'x') return false
+      if (ra !== null) {
+        if (sca <= Number(ra)) return false
+        if (s === 'ok') return true
+      }
+      return this.readThrough(sub, sid, sca, e)
+    }, (err: unknown) => {
+      this.trip(err)
+      return this.fromPostgres(sub, sid, sca)
+    })
+  }
+
+  private readState (sub: string, sid: string): Promise<TokenState | null> {
+    // Bounded: a PostgreSQL that hangs costs this request a 503, not a stuck socket.
+    return withTimeout(this.repository.readState(sub, sid), READ_TIMEOUT_MS, () => new Unavailable())
+  }
+
+  /** Redis unreachable (or its breaker open): decide from PostgreSQL alone, fill nothing. */
+  private async fromPostgres (sub: string, sid: string, sca: number): Promise<boolean> {
+    this.metrics?.readThroughs.inc({ reason: 'redis_unavailable' })
+    return decide(await this.readState(sub, sid), sca)
+  }
+
+  /**
+   * Cache miss (first use, eviction, FLUSHALL): pin the hash's epoch, read PostgreSQL,
+   * decide, and fill Redis if the epoch is still the same (docs/revocation.md, "the race").
+   */
+  private async readThrough (sub: string, sid: string, sca: number, seen: string | null): Promise<boolean> {
+    this.metrics?.readThroughs.inc({ reason: 'miss' })
+    const key = RevocationService.key(sub)
+    let epoch = seen
+    try {
+      epoch ??= await this.redis.authEpoch(key, `${this.epochPrefix}.${++this.epochCounter}`, this.ttlMs)
+    } catch (err) {
+      this.trip(err)
+      return decide(await this.readState(sub, sid), sca)
+    }
+    const state = await this.readState(sub, sid)
+    let filled: number
+    try {
+      filled = await this.redis.authFill(key, state?.ra ?? '', sid, state?.live === true ? 'ok' : 'x', this.ttlMs, epoch)
+    } catch (err) {
+      // A fill that times out may still land later: the epoch check makes that harmless.
+      this.trip(err)
+      return decide(state, sca)
+    }
+    if (filled === 1) return decide(state, sca)
+    // The key was emptied after we pinned its epoch. A revocation that committed after our
+    // read may have had its Redis write erased: read the truth again (it now includes any
+    // such revocation) and write back what it says is dead; "live" is left for a later fill.
+    const again = await this.readState(sub, sid)
+    if (!decide(again, sca)) {
+      await this.redis.authRevoke(key, again?.ra ?? '', this.ttlMs, ...(again?.live === true ? [] : [sid]))
+        .catch((err: unknown) => this.trip(err))
+    }
+    return decide(again, sca)
+  }
+
+  private async write (set: RevocationSet): Promise<void> {
+    if (set.users.size === 0) return
+    if (!this.redisUsable()) {
+      this.metrics?.revocationsRefused.inc()
+      throw new Unavailable()
+    }
+    try {
+      await this.writeNow(set)
+    } catch (err) {
+      this.trip(err)
+      this.metrics?.revocationsRefused.inc()
+      throw new Unavailable()
+    }
+  }
+
+  private async writeNow (set: RevocationSet): Promise<void> {
+    await Promise.all([...set.users].map(([userId, e]) =>
+      this.redis.authRevoke(RevocationService.key(userId), e.ra, this.ttlMs, ...e.sids)))
+  }
+
+  /**
+   * Runs `fn` in a PostgreSQL transaction and writes the revocations it collected to
+   * Redis before COMMIT (Redis unreachable: roll back, 503, nothing changed) and once
+   * more after it. Redis is therefore never laxer than PostgreSQL at any moment a
+   * request could observe, and the revoking call returns only when both hold.
+   */
+  async revoke<T>(fn: (client: Queryable, revoked: RevocationSet) => Promise<T>): Promise<T> {
+    const set = new RevocationSet()
+    const result = await this.db.transact(async (client) => {
+      const r = await fn(client, set)
+      await this.write(set)
+      return r
+    })
+    for (const e of set.users.values()) {
+      if (e.ra !== '') this.metrics?.revocations.inc({ kind: 'user' })
+      if (e.sids.length > 0) this.metrics?.revocations.inc({ kind: 'session' }, e.sids.length)
+    }
+    if (set.users.size > 0) {
+      await this.writeNow(set).catch((err: unknown) => {
+        // Committed, and the pre-commit write landed: only the flush-race guard is lost
+        // until the retry lands (a FLUSHALL in between would otherwise erase both writes).
+        this.trip(err)
+        this.log.warn({ err: { message: (err as Error).message } }, 'post-commit revocation write failed: retrying in the background')
+        this.retryLater(set)
+      })
+    }
+    return result
+  }
+
+  private retryLater (set: RevocationSet): void {
+    if (this.backlog.length >= RETRY_MAX) {
+      this.log.error('post-commit revocation backlog full: dropping the oldest')
+      this.backlog.shift()
+    }
+    this.backlog.push({ set, until: Date.now() + RETRY_FOR_MS })
+    this.retryTimer ??= setInterval(() => { this.drain().catch(() => {}) }, RETRY_EVERY_MS).unref()
+  }
+
+  /** Re-applies the post-commit writes that failed, oldest first, while Redis answers. */
+  async drain (): Promise<void> {
+    const now = Date.now()
+    this.backlog = this.backlog.filter((b) => b.until > now)
+    while (this.backlog.length > 0 && this.redisUsable()) {
+      try {
+        await this.writeNow(this.backlog[0].set)
+        this.backlog.shift()
+      } catch (err) {
+        this.trip(err)
+      }
+    }
+    if (this.backlog.length === 0 && this.retryTimer !== undefined) {
+      clearInterval(this.retryTimer)
+      this.retryTimer = undefined
+    }
+  }
+
+  /** Pending post-commit writes (for /metrics). */
+  get backlogSize (): number {
+    return this.backlog.length
+  }
+
+  async close (): Promise<void> {
+    await this.drain().catch(() => {})
+    clearInterval(this.retryTimer)
+    this.retryTimer = undefined
+  }
+}
+
+/** A token is live when its session is, and the session began after the user's revoked_after. */
+function decide (state: TokenState | null, sca: number): boolean {
+  return state !== null && state.live && sca > Number(state.ra)
+}

@@ -1,0 +1,118 @@
+// Accounts in PostgreSQL: rows of users as User objects. Every method runs on the pool,
+// or on the client of a transaction when it is given one.
+import type { Role, User } from '../../../schemas/users.js'
+import type { Db, Queryable } from '../../external/db.js'
+import { epochUs, fromEpochUs } from '../../../lib/sql.js'
+
+/** A user with its password hash, as the login path needs it. */
+export interface Account extends User {
+  passwordHash: string
+}
+
+/** Where a page of users starts: the (created_at in µs, id) of the last user before it. */
+export type UserKey = [createdUs: string, id: string]
+
+const COLUMNS = 'id, username, role, disabled, created_at'
+const REVOKED_AFTER_US = epochUs('revoked_after')
+
+function toUser (row: any): User {
+  return { id: row.id, username: row.username, role: row.role, disabled: row.disabled, createdAt: row.created_at.toISOString() }
+}
+
+export class UsersRepository {
+  constructor (private readonly db: Db) {}
+
+  /** The new user, or null when the username is taken (without regard to case). */
+  async insert (username: string, passwordHash: string, role: Role, client: Queryable = this.db): Promise<User | null> {
+    try {
+      const { rows } = await client.query(
+        `INSERT INTO users (username, password_hash, role) VALUES ($1, $2, $3) RETURNING ${COLUMNS}`,
+        [username, passwordHash, role])
+      return toUser(rows[0])
+    } catch (err) {
+      if ((err as { code?: string }).code === '23505') return null // unique_violation
+      throw err
+    }
+  }
+
+  /** Inserts the user unless the username exists; true when it did. */
+  async insertIfMissing (username: string, passwordHash: string, role: Role, client: Queryable = this.db): Promise<boolean> {
+    const { rows } = await client.query(
+      `INSERT INTO users (username, password_hash, role) VALUES ($1, $2, $3)
+       ON CONFLICT ((lower(username))) DO NOTHING RETURNING id`, [username, passwordHash, role])
+    return rows.length > 0
+  }
+
+  /** The account of a username, matched without regard to case. */
+  async findAccount (username: string, client: Queryable = this.db): Promise<Account | null> {
+    const { rows } = await client.query(
+      `SELECT ${COLUMNS}, password_hash FROM users WHERE lower(username) = lower($1)`, [username])
+    return rows.length === 0 ? null : { ...toUser(rows[0]), passwordHash: rows[0].password_hash }
+  }
+
+  async findById (id: string, client: Queryable = this.db): Promise<User | null> {
+    const { rows } = await client.query(`SELECT ${COLUMNS} FROM users WHERE id = $1`, [id])
+    return rows.length === 0 ? null : toUser(rows[0])
+  }
+
+  async findPasswordHash (id: string, client: Queryable = this.db): Promise<string | null> {
+    const { rows } = await client.query('SELECT password_hash FROM users WHERE id = $1', [id])
+    return rows.length === 0 ? null : rows[0].password_hash
+  }
+
+  /** Replaces the password hash only if it is still `previous` (a concurrent change wins). */
+  async replacePasswordHash (id: string, previous: string, passwordHash: string, client: Queryable = this.db): Promise<void> {
+    await client.query('UPDATE users SET password_hash = $2 WHERE id = $1 AND password_hash = $3', [id, passwordHash, previous])
+  }
+
+  /** Up to `limit` users after `after` (from the first when null) in (created_at, id) order. */
+  async list (after: UserKey | null, limit: number, client: Queryable = this.db): Promise<Array<{ user: User, key: UserKey }>> {
+    const { rows } = await client.query(
+      `SELECT ${COLUMNS}, ${epochUs('created_at')} AS created_us FROM users
+        WHERE $1::bigint IS NULL
+           OR (created_at, id) > (${fromEpochUs('$1')}, $2::uuid)
+        ORDER BY created_at, id LIMIT $3`,
+      [after?.[0] ?? null, after?.[1] ?? null, limit])
+    return rows.map((row) => ({ user: toUser(row), key: [String(row.created_us), row.id] }))
+  }
+
+  /** Locks the active admins' rows, in id order; their ids. */
+  async lockActiveAdmins (client: Queryable): Promise<string[]> {
+    const { rows } = await client.query("SELECT id FROM users WHERE role = 'admin' AND NOT disabled ORDER BY id FOR UPDATE")
+    return rows.map((row) => row.id)
+  }
+
+  /** Locks one user's row, found by id or by username (without regard to case). */
+  async lock (target: { id?: string, username?: string }, client: Queryable): Promise<User | null> {
+    const where = target.id !== undefined ? 'id = $1' : 'lower(username) = lower($1)'
+    const { rows } = await client.query(`SELECT ${COLUMNS} FROM users WHERE ${where} FOR UPDATE`, [target.id ?? target.username])
+    return rows.length === 0 ? null : toUser(rows[0])
+  }
+
+  /**
+   * Sets role and disabled; with `revoke`, also revoked_after (database clock). The user,
+   * and its revoked_after in µs.
+   */
+  async update (id: string, change: { role: Role, disabled: boolean, revoke: boolean }, client: Queryable = this.db): Promise<{ user: User, revokedAfterUs: string }> {
+    const { rows } = await client.query(
+      `UPDATE users SET role = $2, disabled = $3
+         ${change.revoke ? ', revoked_after = clock_timestamp()' : ''}
+       WHERE id = $1 RETURNING ${COLUMNS}, ${REVOKED_AFTER_US} AS ra`,
+      [id, change.role, change.disabled])
+    return { user: toUser(rows[0]), revokedAfterUs: rows[0].ra }
+  }
+
+  /** Sets the password hash and revoked_after; the new revoked_after in µs, or null without the user. */
+  async setPassword (id: string, passwordHash: string, client: Queryable = this.db): Promise<string | null> {
+    const { rows } = await client.query(
+      `UPDATE users SET password_hash = $2, revoked_after = clock_timestamp() WHERE id = $1
+       RETURNING ${REVOKED_AFTER_US} AS ra`, [id, passwordHash])
+    return rows.length === 0 ? null : rows[0].ra
+  }
+
+  /** Deletes the user; the instant of deletion in µs (database clock), or null without the user. */
+  async delete (id: string, client: Queryable = this.db): Promise<string | null> {
+    const { rows } = await client.query(`DELETE FROM users WHERE id = $1 RETURNING ${epochUs('clock_timestamp()')} AS ra`, [id])
+    return rows.length === 0 ? null : rows[0].ra
+  }
+}
