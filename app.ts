@@ -26,6 +26,7 @@ import { PatchUserBody, User, UserPage } from './schemas/users.js'
 import { AuditEvent, AuditPage } from './schemas/audit.js'
 import { Health, Readiness } from './schemas/health.js'
 import authRoutes from './routes/auth/index.js'
+import verifyRoutes from './routes/auth/verify.js'
 import userRoutes from './routes/users/index.js'
 import auditRoutes from './routes/audit/index.js'
 import healthRoutes from './routes/health/index.js'
@@ -165,6 +166,7 @@ async function app (fastify: FastifyInstance, opts: AppOptions): Promise<void> {
   await fastify.register(healthRoutes)
   await fastify.register(wellKnownRoutes)
   await fastify.register(authRoutes, { prefix: '/auth' })
+  await fastify.register(verifyRoutes, { prefix: '/auth' })
   await fastify.register(userRoutes, { prefix: '/users' })
   await fastify.register(auditRoutes, { prefix: '/audit' })
 }
