@@ -8,7 +8,7 @@ import SwaggerParser from '@apidevtools/swagger-parser'
 import { Ajv, type ValidateFunction } from 'ajv'
 import addFormatsModule from 'ajv-formats'
 import type { FastifyInstance, InjectOptions, LightMyRequestResponse } from 'fastify'
-import { bearer, build, context, login, PASSWORD, privateRedis, signUp } from './helper.js'
+import { bearer, build, context, login, PASSWORD, privateRedis, signUp } from '../helper.js'
 
 const addFormats = addFormatsModule.default
 
