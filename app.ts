@@ -135,8 +135,9 @@ async function app (fastify: FastifyInstance, opts: AppOptions): Promise<void> {
     done()
   })
   await fastify.register(fastifyFormbody, { bodyLimit: 16 * 1024 })
-  await fastify.register(dbPlugin, { databaseUrl: config.DATABASE_URL, poolSize: config.DATABASE_POOL_SIZE })
-  await fastify.register(redisPlugin, { url: config.REDIS_URL, keyPrefix: config.REDIS_KEY_PREFIX })
+  const startupTimeoutMs = config.STARTUP_TIMEOUT * 1000
+  await fastify.register(dbPlugin, { databaseUrl: config.DATABASE_URL, poolSize: config.DATABASE_POOL_SIZE, startupTimeoutMs })
+  await fastify.register(redisPlugin, { url: config.REDIS_URL, keyPrefix: config.REDIS_KEY_PREFIX, startupTimeoutMs })
   await fastify.register(revocationPlugin, { sessionTtlSeconds: config.REFRESH_TOKEN_TTL })
   await fastify.register(authPlugin, {
     secret: config.jwtKey,

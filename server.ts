@@ -4,6 +4,13 @@ import Fastify from 'fastify'
 import closeWithGrace from 'close-with-grace'
 import app, { serverOptions } from './app.js'
 import { ConfigError, loadConfig } from './plugins/external/config.js'
+import { StartupError } from './lib/startup.js'
+
+/** An expected start-up failure: one line on stderr, no stack, exit 1. */
+function fail (message: string): never {
+  process.stderr.write(message + '\n')
+  process.exit(1)
+}
 
 // A .env file in the working directory fills in what the real environment does not set.
 if (existsSync('.env')) process.loadEnvFile('.env')
@@ -12,15 +19,11 @@ let config
 try {
   config = loadConfig({ HOST: process.env.HOST, ...process.env })
 } catch (err) {
-  if (err instanceof ConfigError) {
-    process.stderr.write(err.message + '\n')
-    process.exit(1)
-  }
+  if (err instanceof ConfigError) fail(err.message)
   throw err
 }
 
 const server = Fastify(serverOptions(config))
-await server.register(app, { config })
 
 // Once shutdown begins, a request still in flight on a keep-alive connection answers with
 // `Connection: close`; otherwise its idle connection would hold the shutdown open until
@@ -42,10 +45,15 @@ closeWithGrace({ delay: 10_000, logger: server.log }, async ({ err, signal }) =>
 })
 
 try {
+  await server.register(app, { config })
   await server.listen({ port: config.PORT, host: config.HOST })
 } catch (err) {
-  // Start-up failures (database or Redis unreachable, port taken) are one clear line.
-  server.log.fatal({ err: { message: (err as Error).message } }, 'start-up failed')
-  process.stderr.write(`start-up failed: ${(err as Error).message}\n`)
-  process.exit(1)
+  // What an operator can get wrong (a dependency unreachable, a port taken) is one line
+  // naming the setting; anything else is a bug, and keeps its stack.
+  const code = (err as { code?: string }).code
+  if (err instanceof StartupError || err instanceof ConfigError) fail(err.message)
+  if (code === 'EADDRINUSE') fail(`PORT: ${config.HOST}:${config.PORT} is already in use`)
+  if (code === 'EADDRNOTAVAIL') fail(`HOST: ${config.HOST} is not an address of this machine`)
+  if (code === 'EACCES') fail(`PORT: not allowed to listen on ${config.HOST}:${config.PORT}`)
+  fail(`start-up failed: ${(err as Error).stack ?? String(err)}`)
 }

@@ -1,7 +1,7 @@
 // Provides `fastify.config`: the validated environment (see .env.example and the README).
 import { randomBytes } from 'node:crypto'
 import fp from 'fastify-plugin'
-import { Type, type Static } from '@sinclair/typebox'
+import { Type, type Static, type TSchema } from '@sinclair/typebox'
 import { Value } from '@sinclair/typebox/value'
 import { loadSigningKeys, type SigningKeys } from '../../lib/keys.js'
 
@@ -9,11 +9,13 @@ const PositiveInt = (def: number, description: string) =>
   Type.Integer({ minimum: 1, default: def, description })
 
 export const EnvSchema = Type.Object({
-  NODE_ENV: Type.String({ default: 'development' }),
+  NODE_ENV: Type.Union([Type.Literal('development'), Type.Literal('production'), Type.Literal('test')], { default: 'development' }),
   PORT: Type.Integer({ minimum: 0, maximum: 65535, default: 3000 }),
   HOST: Type.String({ minLength: 1, default: '127.0.0.1' }),
   DATABASE_URL: Type.String({ default: 'postgres://postgres:postgres@127.0.0.1:5432/auth' }),
   DATABASE_POOL_SIZE: PositiveInt(10, 'PostgreSQL connections per instance'),
+  // How long start-up waits for PostgreSQL and Redis to answer (containers start in any order).
+  STARTUP_TIMEOUT: Type.Integer({ minimum: 0, default: 30, description: 'seconds' }),
   REDIS_URL: Type.String({ default: 'redis://127.0.0.1:6379' }),
   REDIS_KEY_PREFIX: Type.String({ default: 'auth:', pattern: '^[A-Za-z0-9:_.-]{0,64}$' }),
   // Redis topology (plugins/external/redis.ts): REDIS_URL names one node of a Cluster or one Sentinel;
@@ -66,6 +68,13 @@ const URL_PROTOCOLS: Record<string, string[]> = {
   REDIS_URL: ['redis:', 'rediss:']
 }
 
+/** What is wrong with a value, keeping the case of what it quotes (a pattern, a name). */
+function problem (schema: TSchema, message: string): string {
+  const literals = (schema.anyOf as TSchema[] | undefined)?.map((s) => s.const)
+  if (literals !== undefined && literals.every((l) => typeof l === 'string')) return `must be one of ${literals.join(', ')}`
+  return message.charAt(0).toLowerCase() + message.slice(1)
+}
+
 /**
  * Validates an environment (process.env or a test's overrides) into a Config.
  * Throws a ConfigError whose message is one line naming the offending variable.
@@ -83,7 +92,7 @@ export function loadConfig (env: Record<string, string | number | boolean | unde
   if (first) {
     const name = first.path.replace(/^\//, '') || 'environment'
     const shown = ['JWT_SECRET', 'JWT_PRIVATE_KEY', 'ADMIN_PASSWORD'].includes(name) ? '' : ` (got ${JSON.stringify(raw[name])})`
-    throw new ConfigError(`Invalid configuration: ${name} ${first.message.toLowerCase()}${shown}`)
+    throw new ConfigError(`Invalid configuration: ${name} ${problem(first.schema, first.message)}${shown}`)
   }
   const cfg = converted as Static<typeof EnvSchema>
 

@@ -43,7 +43,7 @@ t.test('GET /ready reports each dependency', async (t) => {
 t.test('start-up refuses to run without Redis, with one clear line', async (t) => {
   const port = await freePort()
   const ctx2 = await context(t)
-  await t.rejects(build(t, ctx2, { REDIS_URL: `redis://127.0.0.1:${port}` }), /^REDIS_URL: cannot connect to Redis at 127\.0\.0\.1:\d+$/)
+  await t.rejects(build(t, ctx2, { REDIS_URL: `redis://127.0.0.1:${port}` }), /^REDIS_URL: cannot connect to Redis at 127\.0\.0\.1:\d+: connection refused$/)
 })
 
 t.test('GET /docs/json lists every route of the contract', async (t) => {

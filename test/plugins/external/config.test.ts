@@ -42,7 +42,11 @@ t.test('a bad value stops start-up with one line naming the variable', async (t)
     [{ DATABASE_URL: 'mysql://localhost/auth' }, /DATABASE_URL must start with postgres/],
     [{ DATABASE_URL: 'postgres://localhost' }, /DATABASE_URL must name a database/],
     [{ REDIS_URL: 'http://localhost:6379' }, /REDIS_URL must start with redis/],
-    [{ LOG_LEVEL: 'loud' }, /LOG_LEVEL/],
+    [{ LOG_LEVEL: 'loud' }, /^Invalid configuration: LOG_LEVEL must be one of fatal, error, warn, info, debug, trace, silent \(got "loud"\)$/],
+    [{ NODE_ENV: 'prod' }, /^Invalid configuration: NODE_ENV must be one of development, production, test \(got "prod"\)$/],
+    [{ STARTUP_TIMEOUT: '-1' }, /^Invalid configuration: STARTUP_TIMEOUT /],
+    // What a message quotes keeps its case (a pattern's A-Z stays A-Z).
+    [{ ADMIN_USERNAME: 'no spaces', ADMIN_PASSWORD: 'long enough' }, /^Invalid configuration: ADMIN_USERNAME expected string to match '\^\[A-Za-z0-9_\.-\]\{3,32\}\$'/],
     [{ LOGIN_RATE_LIMIT: 'many' }, /LOGIN_RATE_LIMIT/],
     [{ JWT_SECRET: 'short' }, /JWT_SECRET must be at least 32 bytes/],
     [{ ADMIN_USERNAME: 'root' }, /ADMIN_USERNAME and ADMIN_PASSWORD must be set together/],
