@@ -29,7 +29,11 @@ COPY package.json ./
 COPY migrations ./migrations
 USER node
 EXPOSE 3000
-HEALTHCHECK --interval=10s --timeout=3s --start-period=20s --retries=3 \
-  CMD node -e "fetch('http://127.0.0.1:'+(process.env.PORT||3000)+'/health').then(r=>process.exit(r.ok?0:1),()=>process.exit(1))"
+# /ready, as docker-compose.yml: 200 whenever this instance takes traffic, a shared dependency
+# down included (`degraded`), so an outage of PostgreSQL or Redis never marks every container
+# unhealthy at once; not ready while starting (the port opens once migrations are applied) or
+# shutting down (503 `draining`).
+HEALTHCHECK --interval=10s --timeout=3s --start-period=40s --retries=3 \
+  CMD ["node", "-e", "fetch('http://127.0.0.1:'+(process.env.PORT||3000)+'/ready').then(r=>process.exit(r.ok?0:1),()=>process.exit(1))"]
 # The node flags are those of `npm start` (package.json; docs/benchmarks.md says why).
 CMD ["node", "--heap-growing-percent=100", "dist/server.js"]

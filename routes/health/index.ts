@@ -1,4 +1,4 @@
-// /health (the process is up), /ready (PostgreSQL and Redis answer) and /metrics (Prometheus).
+// /health (the process is up), /ready (taking traffic; how PostgreSQL and Redis are) and /metrics (Prometheus).
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { Health, Readiness } from '../../schemas/health.js'
 import { ref } from '../../schemas/common.js'
@@ -30,15 +30,29 @@ const routes: FastifyPluginAsyncTypebox = async function (fastify) {
     return { status: 'ok' as const }
   })
 
+  // Shutting down: set before the listener closes (preClose), while requests already on
+  // open connections are still answered (with `Connection: close`).
+  let draining = false
+  fastify.addHook('preClose', (done) => {
+    draining = true
+    done()
+  })
+
+  // Not ready (503) only while this instance cannot take traffic. A dependency down is
+  // `degraded` (200): every instance shares it, so taking them all out of the load
+  // balancer would turn a degraded service into an outage. Starting needs no state of its
+  // own: the port opens only once the migrations are applied and the routes are ready.
   fastify.get('/ready', {
     schema: {
       tags: ['ops'],
       operationId: 'ready',
-      summary: 'Readiness: PostgreSQL and Redis both answer',
-      description: 'Each check answers within 1 s, so an outage is noticed quickly.',
+      summary: 'Readiness: 200 while this instance takes traffic, with the state of PostgreSQL and Redis',
+      description: 'Each check answers within 1 s, so an outage is noticed quickly. A dependency that does not answer ' +
+        'makes the status `degraded`, still 200: every instance shares it. 503 only while this instance shuts down ' +
+        '(before start-up has applied the migrations, the port is not open).',
       response: {
-        200: ref(Readiness, 'Ready: both dependencies answer'),
-        503: ref(Readiness, 'Not ready: the failing check is `down`')
+        200: ref(Readiness, 'Taking traffic: `ok`, or `degraded` with the failing check `down`'),
+        503: ref(Readiness, 'Shutting down (`draining`): send traffic elsewhere')
       }
     }
   }, async function (_request, reply) {
@@ -46,8 +60,9 @@ const routes: FastifyPluginAsyncTypebox = async function (fastify) {
       within(CHECK_TIMEOUT_MS, () => db.query('SELECT 1')),
       within(CHECK_TIMEOUT_MS, () => redis.ping())
     ])
-    const status = postgres === 'ok' && redisCheck === 'ok' ? 'ok' : 'down'
-    return reply.code(status === 'ok' ? 200 : 503).send({ status, checks: { postgres, redis: redisCheck } })
+    const checks = { postgres, redis: redisCheck }
+    if (draining) return reply.code(503).send({ status: 'draining' as const, checks })
+    return { status: postgres === 'ok' && redisCheck === 'ok' ? 'ok' as const : 'degraded' as const, checks }
   })
 
   // Unauthenticated, as Prometheus scrapers expect: it carries only counts and timings by
