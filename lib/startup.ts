@@ -96,3 +96,8 @@ export function addressOf (url: string, defaultPort: number): string {
   const path = pathname.length > 1 ? pathname : ''
   return `${hostname}:${port || defaultPort}${decodeURIComponent(path)}`
 }
+
+/** An address as it is written in a URL: IPv6 in brackets. */
+export function hostForUrl (host: string): string {
+  return host.includes(':') ? `[${host}]` : host
+}

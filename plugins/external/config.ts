@@ -1,5 +1,6 @@
 // Provides `fastify.config`: the validated environment (see .env.example and the README).
 import { randomBytes } from 'node:crypto'
+import { readFileSync } from 'node:fs'
 import fp from 'fastify-plugin'
 import { Type, type Static, type TSchema } from '@sinclair/typebox'
 import { Value } from '@sinclair/typebox/value'
@@ -39,6 +40,10 @@ export const EnvSchema = Type.Object({
   TRUST_PROXY: Type.Boolean({ default: false }),
   // Comma-separated origins allowed to call the API from a browser; empty: CORS off.
   CORS_ORIGINS: Type.String({ default: '' }),
+  // Where GET /metrics is served: unset, on PORT with the API; `off` (or 0), nowhere; a port
+  // number, on a listener of its own (HOST, that port) serving only /metrics, so that the API's
+  // public port does not expose it.
+  METRICS_PORT: Type.Optional(Type.String({ pattern: '^(off|[0-9]{1,5})$' })),
   LOG_LEVEL: Type.Union(
     ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].map((l) => Type.Literal(l)),
     { default: 'info' }
@@ -57,6 +62,8 @@ export type Config = Static<typeof EnvSchema> & {
   jwtKeyGenerated: boolean
   /** EdDSA/ES256 keys when JWT_PRIVATE_KEY is set (then JWT_SECRET is not used). */
   signingKeys?: SigningKeys
+  /** METRICS_PORT: `api` (on PORT), `off`, or the port of a listener of its own. */
+  metrics: 'api' | 'off' | number
 }
 
 export class ConfigError extends Error {
@@ -66,6 +73,15 @@ export class ConfigError extends Error {
 const URL_PROTOCOLS: Record<string, string[]> = {
   DATABASE_URL: ['postgres:', 'postgresql:'],
   REDIS_URL: ['redis:', 'rediss:']
+}
+
+/** The content of a *_FILE, without the line end an editor or `echo` leaves at its end. */
+function readSecretFile (variable: string, path: string): string {
+  try {
+    return readFileSync(path, 'utf8').replace(/\r?\n$/, '')
+  } catch (err) {
+    throw new ConfigError(`Invalid configuration: ${variable}: cannot read ${path} (${(err as { code?: string }).code ?? (err as Error).message})`)
+  }
 }
 
 /** What is wrong with a value, keeping the case of what it quotes (a pattern, a name). */
@@ -82,10 +98,18 @@ function problem (schema: TSchema, message: string): string {
 export function loadConfig (env: Record<string, string | number | boolean | undefined>): Config {
   const known = Object.keys(EnvSchema.properties)
   const raw: Record<string, unknown> = {}
+  // An empty line in .env (`JWT_SECRET=`) means "not set", as in .env.example.
+  const given = (value: unknown) => value !== undefined && value !== ''
   for (const key of known) {
     const value = env[key]
-    // An empty line in .env (`JWT_SECRET=`) means "not set", as in .env.example.
-    if (value !== undefined && value !== '') raw[key] = value
+    const file = env[`${key}_FILE`]
+    if (given(file)) {
+      // Docker and Kubernetes secrets arrive as files: X_FILE names the file that holds X.
+      if (given(value)) throw new ConfigError(`Invalid configuration: set ${key} or ${key}_FILE, not both`)
+      raw[key] = readSecretFile(`${key}_FILE`, String(file))
+    } else if (given(value)) {
+      raw[key] = value
+    }
   }
   const converted = Value.Default(EnvSchema, Value.Convert(EnvSchema, raw))
   const first = Value.Errors(EnvSchema, converted).First()
@@ -142,6 +166,14 @@ export function loadConfig (env: Record<string, string | number | boolean | unde
     throw new ConfigError('Invalid configuration: ADMIN_USERNAME and ADMIN_PASSWORD must be set together')
   }
 
+  let metrics: Config['metrics'] = 'api'
+  if (cfg.METRICS_PORT === 'off' || cfg.METRICS_PORT === '0') metrics = 'off'
+  else if (cfg.METRICS_PORT !== undefined) {
+    metrics = Number(cfg.METRICS_PORT)
+    if (metrics > 65535) throw new ConfigError(`Invalid configuration: METRICS_PORT must be a port (1-65535), 0 or off (got "${cfg.METRICS_PORT}")`)
+    if (metrics === cfg.PORT) throw new ConfigError('Invalid configuration: METRICS_PORT must differ from PORT (leave it unset to serve /metrics on PORT)')
+  }
+
   const corsOrigins = cfg.CORS_ORIGINS.split(',').map((o) => o.trim()).filter((o) => o !== '')
   for (const origin of corsOrigins) {
     if (!/^https?:\/\/[^/\s]+$/.test(origin)) {
@@ -156,7 +188,8 @@ export function loadConfig (env: Record<string, string | number | boolean | unde
     // well-known default: a forgotten setting must never make tokens forgeable.
     jwtKey: secret ?? randomBytes(48).toString('base64'),
     jwtKeyGenerated: secret === undefined && signingKeys === undefined,
-    signingKeys
+    signingKeys,
+    metrics
   }
 }
 
