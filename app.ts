@@ -133,7 +133,7 @@ async function app (fastify: FastifyInstance, opts: AppOptions): Promise<void> {
   await fastify.register(fastifyFormbody, { bodyLimit: 16 * 1024 })
   await fastify.register(dbPlugin, { databaseUrl: config.DATABASE_URL, poolSize: config.DATABASE_POOL_SIZE })
   await fastify.register(redisPlugin, { url: config.REDIS_URL, keyPrefix: config.REDIS_KEY_PREFIX })
-  await fastify.register(revocationPlugin, { sessionTtlSeconds: config.REFRESH_TOKEN_TTL })
+  await fastify.register(revocationPlugin, { accessTtlSeconds: config.ACCESS_TOKEN_TTL })
   await fastify.register(authPlugin, {
     secret: config.jwtKey,
     keys: config.signingKeys,
