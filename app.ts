@@ -151,6 +151,9 @@ async function app (fastify: FastifyInstance, opts: AppOptions): Promise<void> {
   await fastify.register(sessionsPlugin, {
     refreshTtl: config.REFRESH_TOKEN_TTL,
     accessTtl: config.ACCESS_TOKEN_TTL,
+    maxLifetime: config.SESSION_MAX_LIFETIME,
+    reuseInterval: config.REFRESH_REUSE_INTERVAL,
+    refreshRateLimit: config.REFRESH_RATE_LIMIT,
     purgeIntervalMs: opts.purgeIntervalMs
   })
   await fastify.register(securityPlugin, { corsOrigins: config.corsOrigins })

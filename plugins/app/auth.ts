@@ -38,7 +38,8 @@ declare module 'fastify' {
     requireRole: (role: Role) => onRequestAsyncHookHandler
     tokens: {
       accessTtl: number
-      signAccess: (claims: { sub: string, username: string, role: Role, sid: string, sca: number }) => string
+      /** `short`: a lifetime below ACCESS_TOKEN_TTL (seconds from `iat`), for a session that ends sooner. */
+      signAccess: (claims: { sub: string, username: string, role: Role, sid: string, sca: number }, short?: { iat: number, ttl: number }) => string
     }
   }
 }
@@ -118,8 +119,11 @@ export default fp<AuthOptions>(async function authPlugin (fastify, opts) {
 
   fastify.decorate('tokens', {
     accessTtl: opts.accessTtl,
-    signAccess ({ sub, username, role, sid, sca }) {
-      return fastify.jwt.sign({ sub, preferred_username: username, role, sid, sca, jti: randomUUID() })
+    signAccess ({ sub, username, role, sid, sca }, short) {
+      const payload = { sub, preferred_username: username, role, sid, sca, jti: randomUUID() }
+      if (short === undefined) return fastify.jwt.sign(payload)
+      // A token never outlives its session (SESSION_MAX_LIFETIME): exp = iat + ttl exactly.
+      return fastify.jwt.sign(Object.assign(payload, { iat: short.iat }), { expiresIn: short.ttl })
     }
   })
 

@@ -1,6 +1,6 @@
 // Security events in PostgreSQL: rows of audit_events as AuditEvent objects.
 import type { AuditEvent } from '../../../schemas/audit.js'
-import type { Db } from '../../external/db.js'
+import type { Db, Queryable } from '../../external/db.js'
 import type { AuditRecord } from './audit-service.js'
 
 function toEvent (row: any): AuditEvent {
@@ -18,8 +18,8 @@ function toEvent (row: any): AuditEvent {
 export class AuditRepository {
   constructor (private readonly db: Db) {}
 
-  async insert (event: AuditRecord): Promise<void> {
-    await this.db.query(
+  async insert (event: AuditRecord, client: Queryable = this.db): Promise<void> {
+    await client.query(
       'INSERT INTO audit_events (type, actor_id, subject_id, ip, detail) VALUES ($1, $2, $3, $4, $5)',
       [event.type, event.actorId ?? null, event.subjectId ?? null, event.ip ?? null, event.detail ?? {}])
   }

@@ -2,6 +2,7 @@
 import type { FastifyBaseLogger, FastifyRequest } from 'fastify'
 import type { AuditEvent, AuditType } from '../../../schemas/audit.js'
 import { decodeCursor, encodeCursor } from '../../../lib/cursor.js'
+import type { Queryable } from '../../external/db.js'
 import type { AuditRepository } from './audit-repository.js'
 
 export interface AuditRecord {
@@ -27,8 +28,17 @@ export function auditContext (request: FastifyRequest): AuditContext {
 export class AuditService {
   constructor (private readonly repository: AuditRepository, private readonly log: FastifyBaseLogger) {}
 
-  /** Records an event. Never throws: an audit failure must not fail the request it records. */
-  async record (event: AuditRecord): Promise<void> {
+  /**
+   * Records an event. With `client`, inside the caller's transaction: the event commits
+   * with the change it records, or neither does (a change is never left unrecorded).
+   * Without one (events of failures that change nothing: a failed or refused login), it
+   * never throws: an audit failure must not fail the request it records.
+   */
+  async record (event: AuditRecord, client?: Queryable): Promise<void> {
+    if (client !== undefined) {
+      await this.repository.insert(event, client)
+      return
+    }
     try {
       await this.repository.insert(event)
     } catch (err) {
