@@ -33,7 +33,7 @@ import wellKnownRoutes, { Jwks } from './routes/well-known/index.js'
 
 export interface AppOptions {
   config: Config
-  /** Expired-session purge interval (ms); tests turn it off with 0. */
+  /** Interval of the purges of ended sessions and old audit events (ms); tests turn them off with 0. */
   purgeIntervalMs?: number
 }
 
@@ -141,7 +141,7 @@ async function app (fastify: FastifyInstance, opts: AppOptions): Promise<void> {
     audience: config.JWT_AUDIENCE,
     accessTtl: config.ACCESS_TOKEN_TTL
   })
-  await fastify.register(auditPlugin)
+  await fastify.register(auditPlugin, { retentionDays: config.AUDIT_RETENTION_DAYS, purgeIntervalMs: opts.purgeIntervalMs })
   await fastify.register(lockoutPlugin, { threshold: config.LOCKOUT_THRESHOLD })
   await fastify.register(usersPlugin, {
     memoryCost: config.ARGON2_MEMORY_COST,
