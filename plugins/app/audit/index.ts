@@ -28,6 +28,6 @@ export default fp<AuditOptions>(async function auditPlugin (fastify, opts) {
       const n = await audit.purgeOlderThan(opts.retentionDays)
       if (n > 0) fastify.log.info({ purged: n }, 'old audit events purged')
     }, (err) => fastify.log.warn({ err: { message: err.message } }, 'audit purge failed'))
-    fastify.addHook('onClose', async () => stop())
+    fastify.addHook('onClose', async () => await stop())
   }
 }, { name: 'audit', dependencies: ['db'] })

@@ -28,7 +28,7 @@ export default fp<SessionOptions>(async function sessionsPlugin (fastify, opts) 
 
   // Every instance may run the purge: batches skip the rows another one is deleting.
   const every = purgeIntervalMs ?? 10 * 60 * 1000
-  const stops: Array<() => void> = []
+  const stops: Array<() => Promise<void>> = []
   if (every > 0) {
     stops.push(periodic(every, async () => {
       const n = await sessions.purgeExpired(accessTtl)
@@ -40,5 +40,5 @@ export default fp<SessionOptions>(async function sessionsPlugin (fastify, opts) 
   // empty unless that happened).
   stops.push(periodic(replayIntervalMs ?? 1000, async () => await sessions.replayReuses(),
     (err) => fastify.log.warn({ err: { message: err.message } }, 'replay of refresh-token reuses failed')))
-  fastify.addHook('onClose', async () => { for (const stop of stops) stop() })
+  fastify.addHook('onClose', async () => { await Promise.all(stops.map(async (stop) => await stop())) })
 }, { name: 'sessions', dependencies: ['db', 'revocation', 'users', 'lockout', 'audit'] })
