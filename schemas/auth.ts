@@ -1,14 +1,10 @@
 import { Type, type Static } from '@sinclair/typebox'
-import { ref, Role } from './common.js'
+import { NO_NUL, ref, Role } from './common.js'
 import { Username } from './users.js'
-
-// PostgreSQL text cannot hold NUL: a username that reaches a query must not carry one
-// (it would be a 500, not a 400).
-const NO_NUL = '^[^\\u0000]*$'
 
 // 8–128 characters, every one counts (argon2 hashes the whole string); no NUL bytes.
 // The upper bound keeps a hostile client from buying a slow hash with a huge password.
-export const Password = Type.String({ minLength: 8, maxLength: 128, pattern: '^[^\\u0000]*$', example: 'correct horse battery' })
+export const Password = Type.String({ minLength: 8, maxLength: 128, pattern: NO_NUL, example: 'correct horse battery' })
 
 export const Credentials = Type.Object({
   username: Username,
@@ -20,7 +16,7 @@ export type Credentials = Static<typeof Credentials>
 export const PasswordGrant = Type.Object({
   grant_type: Type.Optional(Type.Literal('password')),
   username: Type.String({ minLength: 1, maxLength: 32, pattern: NO_NUL }),
-  password: Type.String({ minLength: 1, maxLength: 128, pattern: '^[^\\u0000]*$' }),
+  password: Type.String({ minLength: 1, maxLength: 128, pattern: NO_NUL }),
   scope: Type.Optional(Type.String({ maxLength: 256 })),
   client_id: Type.Optional(Type.String({ maxLength: 256 }))
 }, {
@@ -31,7 +27,7 @@ export const PasswordGrant = Type.Object({
 
 export const LoginBody = Type.Object({
   username: Type.String({ minLength: 1, maxLength: 32, pattern: NO_NUL, description: 'Matched without regard to case' }),
-  password: Type.String({ minLength: 1, maxLength: 128, pattern: '^[^\\u0000]*$' })
+  password: Type.String({ minLength: 1, maxLength: 128, pattern: NO_NUL })
 }, { $id: 'LoginBody', example: { username: 'alice', password: 'correct horse battery' } })
 export type LoginBody = Static<typeof LoginBody>
 
