@@ -37,7 +37,7 @@ import wellKnownRoutes, { Jwks } from './routes/well-known/index.js'
 
 export interface AppOptions {
   config: Config
-  /** Expired-session purge interval (ms); tests turn it off with 0. */
+  /** Interval of the purges of ended sessions and old audit events (ms); tests turn them off with 0. */
   purgeIntervalMs?: number
 }
 
@@ -140,7 +140,7 @@ async function app (fastify: FastifyInstance, opts: AppOptions): Promise<void> {
   const startupTimeoutMs = config.STARTUP_TIMEOUT * 1000
   await fastify.register(dbPlugin, { databaseUrl: config.DATABASE_URL, poolSize: config.DATABASE_POOL_SIZE, startupTimeoutMs })
   await fastify.register(redisPlugin, { url: config.REDIS_URL, keyPrefix: config.REDIS_KEY_PREFIX, startupTimeoutMs })
-  await fastify.register(revocationPlugin, { sessionTtlSeconds: config.REFRESH_TOKEN_TTL })
+  await fastify.register(revocationPlugin, { accessTtlSeconds: config.ACCESS_TOKEN_TTL })
   await fastify.register(authPlugin, {
     secret: config.jwtKey,
     keys: config.signingKeys,
@@ -148,7 +148,7 @@ async function app (fastify: FastifyInstance, opts: AppOptions): Promise<void> {
     audience: config.JWT_AUDIENCE,
     accessTtl: config.ACCESS_TOKEN_TTL
   })
-  await fastify.register(auditPlugin)
+  await fastify.register(auditPlugin, { retentionDays: config.AUDIT_RETENTION_DAYS, purgeIntervalMs: opts.purgeIntervalMs })
   await fastify.register(lockoutPlugin, { threshold: config.LOCKOUT_THRESHOLD })
   await fastify.register(usersPlugin, {
     memoryCost: config.ARGON2_MEMORY_COST,
@@ -158,6 +158,9 @@ async function app (fastify: FastifyInstance, opts: AppOptions): Promise<void> {
   await fastify.register(sessionsPlugin, {
     refreshTtl: config.REFRESH_TOKEN_TTL,
     accessTtl: config.ACCESS_TOKEN_TTL,
+    maxLifetime: config.SESSION_MAX_LIFETIME,
+    reuseInterval: config.REFRESH_REUSE_INTERVAL,
+    refreshRateLimit: config.REFRESH_RATE_LIMIT,
     purgeIntervalMs: opts.purgeIntervalMs
   })
   await fastify.register(clientsPlugin)

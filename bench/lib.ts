@@ -276,6 +276,8 @@ export function serviceEnv (port: number, jwtSecret: string): NodeJS.ProcessEnv 
     // One client IP logs in thousands of times a minute here: lift the per-IP limits.
     LOGIN_RATE_LIMIT: '100000000',
     REGISTER_RATE_LIMIT: '100000000',
+    // Each connection chains refreshes of one session as fast as it can: lift the per-session limit.
+    REFRESH_RATE_LIMIT: '100000000',
     ARGON2_MEMORY_COST: String(ARGON2.memoryCost),
     ARGON2_TIME_COST: String(ARGON2.timeCost),
     ARGON2_PARALLELISM: String(ARGON2.parallelism),

@@ -13,6 +13,11 @@ export const Conflict = createError('AUTH_CONFLICT', '%s', 409)
 export const TooManyRequests = createError('AUTH_TOO_MANY_REQUESTS', '%s', 429)
 export const Unavailable = createError('AUTH_UNAVAILABLE', 'Service temporarily unavailable, try again', 503)
 
+/** A 429 that tells the client when to try again (the error handler sends Retry-After). */
+export function tooManyRequests (message: string, retryAfterSeconds: number): Error {
+  return Object.assign(new TooManyRequests(message), { retryAfter: retryAfterSeconds })
+}
+
 const NETWORK_CODES = new Set([
   'ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', 'ENOTFOUND', 'EHOSTUNREACH',
   'ENETUNREACH', 'EAI_AGAIN', 'ECONNABORTED'
@@ -58,6 +63,8 @@ export function errorHandler (this: unknown, err: FastifyError, request: Fastify
     message = 'Internal Server Error'
     code = undefined
   }
+  const { retryAfter } = err as { retryAfter?: unknown }
+  if (status === 429 && typeof retryAfter === 'number') reply.header('retry-after', String(retryAfter))
   if (status === 401) {
     // RFC 6750 §3: every 401 names the scheme; an error code only when a token was presented.
     reply.header('www-authenticate', code === 'AUTH_INVALID_TOKEN'

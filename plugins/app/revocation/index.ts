@@ -11,8 +11,8 @@ declare module 'fastify' {
   }
 }
 
-export default fp<{ sessionTtlSeconds: number }>(async function revocationPlugin (fastify, opts) {
-  const service = new RevocationService(fastify.redis, fastify.db, new RevocationRepository(fastify.db), fastify.log, opts.sessionTtlSeconds * 1000,
+export default fp<{ accessTtlSeconds: number }>(async function revocationPlugin (fastify, opts) {
+  const service = new RevocationService(fastify.redis, fastify.db, new RevocationRepository(fastify.db), fastify.log, opts.accessTtlSeconds,
     fastify.hasDecorator('metrics') ? fastify.metrics : undefined)
   fastify.decorate('revocation', service)
   // Before the Redis client closes (onClose hooks run in reverse order): a last try at

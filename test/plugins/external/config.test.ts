@@ -18,6 +18,10 @@ t.test('defaults match the contract', async (t) => {
     LOGIN_RATE_LIMIT: 10,
     REGISTER_RATE_LIMIT: 5,
     LOCKOUT_THRESHOLD: 5,
+    REFRESH_REUSE_INTERVAL: 10,
+    SESSION_MAX_LIFETIME: 7776000,
+    REFRESH_RATE_LIMIT: 30,
+    AUDIT_RETENTION_DAYS: 365,
     LOG_LEVEL: 'info',
     jwtKeyGenerated: true
   })
@@ -26,8 +30,9 @@ t.test('defaults match the contract', async (t) => {
 })
 
 t.test('strings from the environment are converted; empty means unset', async (t) => {
-  const c = loadConfig({ PORT: '8080', ACCESS_TOKEN_TTL: '60', TRUST_PROXY: 'true', JWT_SECRET: '' })
+  const c = loadConfig({ PORT: '8080', ACCESS_TOKEN_TTL: '60', TRUST_PROXY: 'true', JWT_SECRET: '', REFRESH_REUSE_INTERVAL: '0' })
   t.equal(c.PORT, 8080)
+  t.equal(c.REFRESH_REUSE_INTERVAL, 0, 'no refresh grace at all is allowed')
   t.equal(c.ACCESS_TOKEN_TTL, 60)
   t.equal(c.TRUST_PROXY, true)
   t.equal(c.jwtKeyGenerated, true)
@@ -51,6 +56,10 @@ t.test('a bad value stops start-up with one line naming the variable', async (t)
     // What a message quotes keeps its case (a pattern's A-Z stays A-Z).
     [{ ADMIN_USERNAME: 'no spaces', ADMIN_PASSWORD: 'long enough' }, /^Invalid configuration: ADMIN_USERNAME expected string to match '\^\[A-Za-z0-9_\.-\]\{3,32\}\$'/],
     [{ LOGIN_RATE_LIMIT: 'many' }, /LOGIN_RATE_LIMIT/],
+    [{ REFRESH_REUSE_INTERVAL: '-1' }, /REFRESH_REUSE_INTERVAL/],
+    [{ SESSION_MAX_LIFETIME: '0' }, /SESSION_MAX_LIFETIME/],
+    [{ REFRESH_RATE_LIMIT: '0' }, /REFRESH_RATE_LIMIT/],
+    [{ AUDIT_RETENTION_DAYS: 'forever' }, /AUDIT_RETENTION_DAYS/],
     [{ JWT_SECRET: 'short' }, /JWT_SECRET must be at least 32 bytes/],
     [{ ADMIN_USERNAME: 'root' }, /ADMIN_USERNAME and ADMIN_PASSWORD must be set together/],
     [{ ADMIN_USERNAME: 'root', ADMIN_PASSWORD: 'short' }, /ADMIN_PASSWORD/],
