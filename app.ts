@@ -108,6 +108,8 @@ async function app (fastify: FastifyInstance, opts: AppOptions): Promise<void> {
     reply.header('x-request-id', request.id)
     done()
   })
+  // Set by the error handler; declared here so every reply has the same shape.
+  fastify.decorateReply('errorCode')
   fastify.addHook('onClose', async () => {
     // Whatever is still buffered reaches stdout before the process exits.
     try { logDestination.flushSync() } catch {}
@@ -128,11 +130,16 @@ async function app (fastify: FastifyInstance, opts: AppOptions): Promise<void> {
     const route = request.routeOptions.url
     const ms = reply.elapsedTime
     metrics.observeRequest(request.method, route ?? 'unmatched', reply.statusCode, ms)
+    // Who and from where (the client IP as TRUST_PROXY resolves it), and why it failed:
+    // what an operator searches for. Fields that are undefined are left out of the line.
     request.log.info({
       method: request.method,
       url: route ?? request.url.split('?', 1)[0],
       statusCode: reply.statusCode,
-      ms: Math.round(ms * 100) / 100
+      ms: Math.round(ms * 100) / 100,
+      ip: request.ip,
+      userId: request.user?.sub,
+      code: reply.errorCode
     }, 'request completed')
     done()
   })

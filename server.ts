@@ -4,7 +4,7 @@ import Fastify from 'fastify'
 import closeWithGrace from 'close-with-grace'
 import app, { serverOptions } from './app.js'
 import { ConfigError, loadConfig } from './plugins/external/config.js'
-import { StartupError } from './lib/startup.js'
+import { StartupError, startupSummary } from './lib/startup.js'
 
 /** An expected start-up failure: one line on stderr, no stack, exit 1. */
 function fail (message: string): never {
@@ -47,6 +47,8 @@ closeWithGrace({ delay: 10_000, logger: server.log }, async ({ err, signal }) =>
 try {
   await server.register(app, { config })
   await server.listen({ port: config.PORT, host: config.HOST })
+  const { fields, message } = startupSummary(config, server.listeningOrigin)
+  server.log.info(fields, message)
 } catch (err) {
   // What an operator can get wrong (a dependency unreachable, a port taken) is one line
   // naming the setting; anything else is a bug, and keeps its stack.

@@ -1,3 +1,5 @@
+import type { Config } from '../plugins/external/config.js'
+
 // Start-up against dependencies that may not be up yet: containers start in any order, so
 // an unreachable PostgreSQL or Redis is tried again with backoff for a bounded time
 // (STARTUP_TIMEOUT), then start-up fails with one line that an operator can act on: the
@@ -41,7 +43,8 @@ export function describeCause (err: unknown): Cause {
   // pg, when the server asks for a password and the URL has none.
   if (/^SASL: .*password must be a string/.test(message)) return { text: 'authentication failed (the server wants a password; the URL has none)', transient: false, auth: true }
   // Redis: WRONGPASS (bad credentials), NOAUTH (a password is required and none was given).
-  if (/^(WRONGPASS|NOAUTH)\b/.test(message)) return { text: `authentication failed (${message.split(/[.,]/, 1)[0]})`, transient: false, auth: true }
+  if (/^WRONGPASS\b/.test(message)) return { text: 'authentication failed (WRONGPASS: wrong user or password)', transient: false, auth: true }
+  if (/^NOAUTH\b/.test(message)) return { text: 'authentication failed (NOAUTH: the server wants a password; the URL has none)', transient: false, auth: true }
   // 57P03: the database system is starting up (or shutting down, or in recovery).
   if (code === '57P03') return { text: 'the server is starting up', transient: true }
   if (code === 'ECONNRESET' || /^Connection terminated/.test(message)) return { text: 'connection closed by the server', transient: true }
@@ -100,4 +103,21 @@ export function addressOf (url: string, defaultPort: number): string {
 /** An address as it is written in a URL: IPv6 in brackets. */
 export function hostForUrl (host: string): string {
   return host.includes(':') ? `[${host}]` : host
+}
+
+/**
+ * The start-up line: where it listens, where the docs are, how it signs and what it talks
+ * to. Addresses only: no user, password or key.
+ */
+export function startupSummary (config: Config, origin: string): { fields: Record<string, unknown>, message: string } {
+  const redisMode = config.REDIS_MODE === 'standalone' ? '' : ` (${config.REDIS_MODE})`
+  const fields = {
+    url: origin,
+    docs: `${origin}/docs`,
+    signing: config.signingKeys?.alg ?? (config.jwtKeyGenerated ? 'HS256 (generated key: JWT_SECRET not set)' : 'HS256'),
+    postgres: addressOf(config.DATABASE_URL, 5432),
+    redis: addressOf(config.REDIS_URL, config.REDIS_MODE === 'sentinel' ? 26379 : 6379) + redisMode,
+    metrics: config.metrics === 'api' ? `${origin}/metrics` : config.metrics === 'off' ? 'off' : `port ${config.metrics}`
+  }
+  return { fields, message: `listening on ${origin}, docs on ${fields.docs}` }
 }
