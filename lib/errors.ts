@@ -13,6 +13,22 @@ export const Conflict = createError('AUTH_CONFLICT', '%s', 409)
 export const TooManyRequests = createError('AUTH_TOO_MANY_REQUESTS', '%s', 429)
 const UnavailableError = createError('AUTH_UNAVAILABLE', 'Service temporarily unavailable, try again', 503)
 
+/**
+ * Every `code` an error response can carry: this service's own (the error classes of lib/),
+ * and Fastify's that reach a client (a body or URL it cannot read). The OpenAPI document
+ * lists them as the enum of HttpError.code; test/lib/errors.test.ts holds this list equal to
+ * the codes the classes produce and the ones Fastify is seen to send. A 404 for an unknown
+ * route, and a 500, carry no code.
+ */
+export const ERROR_CODES = [
+  'AUTH_INVALID_TOKEN', 'AUTH_MISSING_TOKEN', 'AUTH_BAD_CREDENTIALS', 'AUTH_UNAUTHORIZED',
+  'AUTH_FORBIDDEN', 'AUTH_NOT_FOUND', 'AUTH_CONFLICT', 'AUTH_TOO_MANY_REQUESTS', 'AUTH_UNAVAILABLE',
+  'AUTH_BAD_CURSOR',
+  'FST_ERR_VALIDATION', 'FST_ERR_CTP_INVALID_JSON_BODY', 'FST_ERR_CTP_EMPTY_JSON_BODY',
+  'FST_ERR_CTP_INVALID_MEDIA_TYPE', 'FST_ERR_CTP_BODY_TOO_LARGE', 'FST_ERR_BAD_URL'
+] as const
+export type ErrorCode = typeof ERROR_CODES[number]
+
 /** The shared dependency a 503 was about, for the operator's log line. */
 export type Dependency = 'postgres' | 'redis'
 
