@@ -3,8 +3,10 @@ import { existsSync } from 'node:fs'
 import Fastify from 'fastify'
 import closeWithGrace from 'close-with-grace'
 import app, { serverOptions } from './app.js'
-import { ConfigError, loadConfig } from './plugins/external/config.js'
+import { ConfigError, loadConfig, type Config } from './plugins/external/config.js'
 import { StartupError, startupSummary } from './lib/startup.js'
+import { chooseDatabase, developmentKey, requireTargets } from './lib/local-mode.js'
+import type { EmbeddedPostgres } from './lib/embedded-postgres.js'
 
 /** An expected start-up failure: one line on stderr, no stack, exit 1. */
 function fail (message: string): never {
@@ -15,9 +17,14 @@ function fail (message: string): never {
 // A .env file in the working directory fills in what the real environment does not set.
 if (existsSync('.env')) process.loadEnvFile('.env')
 
-let config
+// ./.data/ holds what a run with nothing configured keeps: the embedded PostgreSQL and the
+// development signing key (lib/local-mode.ts).
+const DATA_DIR = '.data'
+
+let config: Config
 try {
-  config = loadConfig({ HOST: process.env.HOST, ...process.env })
+  config = developmentKey(loadConfig({ HOST: process.env.HOST, ...process.env }), DATA_DIR)
+  requireTargets(config)
 } catch (err) {
   if (err instanceof ConfigError) fail(err.message)
   throw err
@@ -37,14 +44,23 @@ server.addHook('onSend', (_request, reply, payload, done) => {
   done(null, payload)
 })
 
+// Started by this process when nothing else answers: stopped after the app has closed.
+let embedded: EmbeddedPostgres | undefined
+
 // SIGINT/SIGTERM: stop accepting, let in-flight requests finish, close the pools.
 closeWithGrace({ delay: 10_000, logger: server.log }, async ({ err, signal }) => {
   if (err) server.log.error({ err }, 'closing after an uncaught error')
   else server.log.info({ signal }, 'shutting down')
   await server.close()
+  await embedded?.stop()
 })
 
 try {
+  // Tests point the default address at a closed port to see the embedded fallback.
+  const database = await chooseDatabase(config, DATA_DIR, process.env.AUTH_SERVICE_TEST_DEFAULT_DATABASE_URL)
+  embedded = database.embedded
+  server.log.info(database.line)
+  config = { ...config, DATABASE_URL: database.url }
   await server.register(app, { config })
   await server.listen({ port: config.PORT, host: config.HOST })
   const { fields, message } = startupSummary(config, server.listeningOrigin)

@@ -114,7 +114,10 @@ export function startupSummary (config: Config, origin: string): { fields: Recor
   const fields = {
     url: origin,
     docs: `${origin}/docs`,
-    signing: config.signingKeys?.alg ?? (config.jwtKeyGenerated ? 'HS256 (generated key: JWT_SECRET not set)' : 'HS256'),
+    signing: config.signingKeys?.alg ??
+      (config.jwtKeyFile !== undefined
+        ? `HS256 (development key in ${config.jwtKeyFile})`
+        : config.jwtKeyGenerated ? 'HS256 (per-process key: JWT_SECRET not set)' : 'HS256'),
     postgres: addressOf(config.DATABASE_URL, 5432),
     redis: addressOf(config.REDIS_URL, config.REDIS_MODE === 'sentinel' ? 26379 : 6379) + redisMode,
     metrics: config.metrics === 'api' ? `${origin}/metrics` : config.metrics === 'off' ? 'off' : `port ${config.metrics}`

@@ -67,6 +67,11 @@ export type Config = Static<typeof EnvSchema> & {
   jwtKey: string
   /** True when no JWT_SECRET was given and a per-process key was generated. */
   jwtKeyGenerated: boolean
+  /** Where the development key is kept, when server.ts uses one instead (lib/local-mode.ts). */
+  jwtKeyFile?: string
+  /** DATABASE_URL / REDIS_URL were set (or their _FILE): not the defaults. */
+  databaseUrlGiven: boolean
+  redisUrlGiven: boolean
   /** EdDSA/ES256 keys when JWT_PRIVATE_KEY is set (then JWT_SECRET is not used). */
   signingKeys?: SigningKeys
   /** METRICS_PORT: `api` (on PORT), `off`, or the port of a listener of its own. */
@@ -118,6 +123,9 @@ export function loadConfig (env: Record<string, string | number | boolean | unde
       raw[key] = value
     }
   }
+  // Before Value.Default, which fills the defaults into `raw` itself.
+  const databaseUrlGiven = raw.DATABASE_URL !== undefined
+  const redisUrlGiven = raw.REDIS_URL !== undefined
   const converted = Value.Default(EnvSchema, Value.Convert(EnvSchema, raw))
   const first = Value.Errors(EnvSchema, converted).First()
   if (first) {
@@ -196,7 +204,9 @@ export function loadConfig (env: Record<string, string | number | boolean | unde
     jwtKey: secret ?? randomBytes(48).toString('base64'),
     jwtKeyGenerated: secret === undefined && signingKeys === undefined,
     signingKeys,
-    metrics
+    metrics,
+    databaseUrlGiven,
+    redisUrlGiven
   }
 }
 
@@ -208,7 +218,9 @@ declare module 'fastify' {
 
 export default fp<{ config: Config }>(async function configPlugin (fastify, opts) {
   fastify.decorate('config', opts.config)
-  if (opts.config.jwtKeyGenerated) {
+  if (opts.config.jwtKeyFile !== undefined) {
+    fastify.log.info(`JWT_SECRET is not set: signing with the development key kept in ${opts.config.jwtKeyFile} (tokens survive a restart)`)
+  } else if (opts.config.jwtKeyGenerated) {
     fastify.log.warn('JWT_SECRET is not set: using a random per-process key; tokens will not survive a restart or work across instances')
   }
 }, { name: 'config' })

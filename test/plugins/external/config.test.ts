@@ -131,3 +131,9 @@ t.test('METRICS_PORT: unset (the API port), off or 0, or a port of its own', asy
   t.throws(() => loadConfig({ METRICS_PORT: '99999' }), /^Invalid configuration: METRICS_PORT must be a port/)
   t.throws(() => loadConfig({ METRICS_PORT: '3000' }), /^Invalid configuration: METRICS_PORT must differ from PORT/)
 })
+
+t.test('whether DATABASE_URL and REDIS_URL were given, or are the defaults', async (t) => {
+  t.match(loadConfig({}), { databaseUrlGiven: false, redisUrlGiven: false })
+  t.match(loadConfig({ DATABASE_URL: '' }), { databaseUrlGiven: false }, 'empty is unset')
+  t.match(loadConfig({ DATABASE_URL: 'postgres://db/auth', REDIS_URL: 'redis://cache' }), { databaseUrlGiven: true, redisUrlGiven: true })
+})
