@@ -32,7 +32,7 @@ export function fromEpochUs (expr: string): string {
 // The connect timeout also bounds the wait for a free pooled connection. The statement
 // timeout is enforced by the server; query_timeout, a little longer, by the client, for a
 // server that no longer answers at all. The token check on the request path has its own,
-// shorter bound (plugins/revocation.ts).
+// shorter bound (plugins/app/revocation/index.ts).
 const CONNECT_TIMEOUT_MS = 2000
 const STATEMENT_TIMEOUT_MS = 5000
 // Arbitrary constant that names "auth-service migrations" in pg_advisory_lock.
@@ -118,9 +118,15 @@ export default fp<DbOptions>(async function dbPlugin (fastify, opts) {
     // (a crash, a partition), so an idle pooled connection is dropped, not reused and hung on.
     keepAlive: true,
     keepAliveInitialDelayMillis: 10_000
-    // A broken connection must not take the process down; the next query reconnects.
-    // (pg emits 'error' on idle clients when the server goes away.)
   })
-  fastify.pg.pool.on('error', (err) => fastify.log.warn({ err: { message: err.message } }, 'idle PostgreSQL client error'))
+  const { pool } = fastify.pg
+  // A broken connection must not take the process down; the next query reconnects.
+  // (pg emits 'error' on idle clients when the server goes away.)
+  pool.on('error', (err) => fastify.log.warn({ err: { message: err.message } }, 'idle PostgreSQL client error'))
   fastify.decorate('db', fastify.pg)
-}, { name: 'db', dependencies: ['config'] })
+
+  const { metrics } = fastify
+  metrics.gauge('pg_pool_total_connections', 'PostgreSQL connections open in the pool', () => pool.totalCount)
+  metrics.gauge('pg_pool_idle_connections', 'PostgreSQL connections idle in the pool', () => pool.idleCount)
+  metrics.gauge('pg_pool_waiting_clients', 'Queries waiting for a PostgreSQL connection', () => pool.waitingCount)
+}, { name: 'db', dependencies: ['metrics'] })
