@@ -2,7 +2,8 @@
 import { existsSync } from 'node:fs'
 import Fastify from 'fastify'
 import closeWithGrace from 'close-with-grace'
-import app, { serverOptions } from './app.js'
+import app from './app.js'
+import { serverOptions } from './lib/server-options.js'
 import { ConfigError, loadConfig, type Config } from './plugins/external/config.js'
 import { StartupError, startupSummary } from './lib/startup.js'
 import { chooseDatabase, developmentKey, requireTargets } from './lib/local-mode.js'
@@ -23,7 +24,7 @@ const DATA_DIR = '.data'
 
 let config: Config
 try {
-  config = developmentKey(loadConfig({ HOST: process.env.HOST, ...process.env }), DATA_DIR)
+  config = developmentKey(loadConfig(process.env), DATA_DIR)
   requireTargets(config)
 } catch (err) {
   if (err instanceof ConfigError) fail(err.message)

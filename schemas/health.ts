@@ -1,4 +1,4 @@
-import { Type } from '@sinclair/typebox'
+import { Type, type TSchema } from '@sinclair/typebox'
 
 const Check = Type.Union([Type.Literal('ok'), Type.Literal('down')])
 
@@ -13,3 +13,6 @@ export const Readiness = Type.Object({
     'and the service answers from what is left; `draining`: this instance is shutting down',
   example: { status: 'degraded', checks: { postgres: 'ok', redis: 'down' } }
 })
+
+/** The shared schemas of this file, added once with addSchema (schemas/index.ts). */
+export const healthSchemas: TSchema[] = [Health, Readiness]
