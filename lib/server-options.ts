@@ -67,6 +67,8 @@ export function serverOptions (config: Config, logStream: DestinationStream = lo
     ajv: { customOptions: { allErrors: false, keywords: ['example'] } },
     schemaController: { compilersFactory: { buildValidator } },
     routerOptions: { maxParamLength: 200 },
-    return503OnClosing: true
+    // During shutdown, a request already on an open connection is answered (Fastify adds
+    // `Connection: close`) rather than refused: /ready says 503 `draining` itself.
+    return503OnClosing: false
   }
 }

@@ -119,6 +119,8 @@ export async function build (t: Teardown, ctx: TestContext, overrides: Overrides
     REDIS_KEY_PREFIX: ctx.redisKeyPrefix,
     JWT_SECRET,
     LOG_LEVEL: 'silent',
+    // A test's unreachable dependency is meant to be: fail at the first attempt.
+    STARTUP_TIMEOUT: 0,
     // Cheaper hashes keep the suite fast; test/security/passwords.test.ts checks the real defaults.
     ARGON2_MEMORY_COST: 8192,
     ARGON2_TIME_COST: 1,

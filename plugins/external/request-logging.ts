@@ -1,5 +1,6 @@
 // Provides each request's trail: its id echoed in X-Request-Id (the id itself comes from
-// genReqId, lib/server-options.ts), one log line and the request metrics per response,
+// genReqId, lib/server-options.ts), one log line (with the user, the client IP and the
+// error code) and the request metrics per response,
 // and the log lines buffered by the destination written out every second and on close.
 import fp from 'fastify-plugin'
 import type { Logger } from 'pino'
@@ -9,6 +10,9 @@ const FLUSH_INTERVAL_MS = 1000
 
 export default fp(async function requestLoggingPlugin (fastify) {
   const { metrics } = fastify
+
+  // Set by the error handler (lib/errors.ts); declared so every reply has the same shape.
+  fastify.decorateReply('errorCode')
 
   // Hooks on every request are callback-style: an async hook costs a promise per request.
   fastify.addHook('onRequest', (request, reply, done) => {
@@ -22,11 +26,16 @@ export default fp(async function requestLoggingPlugin (fastify) {
     const route = request.routeOptions.url
     const ms = reply.elapsedTime
     metrics.observeRequest(request.method, route ?? 'unmatched', reply.statusCode, ms)
+    // Who and from where (the client IP as TRUST_PROXY resolves it), and why it failed (the
+    // error handler's code): what an operator searches for. Undefined fields are left out.
     request.log.info({
       method: request.method,
       url: route ?? request.url.split('?', 1)[0],
       statusCode: reply.statusCode,
-      ms: Math.round(ms * 100) / 100
+      ms: Math.round(ms * 100) / 100,
+      ip: request.ip,
+      userId: request.user?.sub,
+      code: reply.errorCode
     }, 'request completed')
     done()
   })

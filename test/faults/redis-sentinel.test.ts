@@ -104,7 +104,7 @@ t.test('found through Sentinel; the master dies; the promoted replica is followe
   t.ok(worst < ANSWER_MS, `worst answer during the failover: ${Math.round(worst)} ms`)
 
   const ms = await waitFor(async () => {
-    if ((await app.inject('/ready')).statusCode !== 200 || !app.revocation.redisUsable()) return false
+    if ((await app.inject('/ready')).json().status !== 'ok' || !app.revocation.redisUsable()) return false
     await me(other.access)
     const before = await counter(app.metrics.readThroughs)
     return (await me(other.access)).status === 200 && await counter(app.metrics.readThroughs) === before

@@ -142,7 +142,7 @@ export class RevocationService {
 
   private readState (sub: string, sid: string): Promise<TokenState | null> {
     // Bounded: a PostgreSQL that hangs costs this request a 503, not a stuck socket.
-    return withTimeout(this.repository.readState(sub, sid), READ_TIMEOUT_MS, () => new Unavailable())
+    return withTimeout(this.repository.readState(sub, sid), READ_TIMEOUT_MS, () => new Unavailable('postgres'))
   }
 
   /** Redis unreachable (or its breaker open): decide from PostgreSQL alone, fill nothing. */
@@ -194,14 +194,14 @@ export class RevocationService {
     if (set.users.size === 0) return
     if (!this.redisUsable()) {
       this.metrics?.revocationsRefused.inc()
-      throw new Unavailable()
+      throw new Unavailable('redis')
     }
     try {
       await this.writeNow(set)
     } catch (err) {
       this.trip(err)
       this.metrics?.revocationsRefused.inc()
-      throw new Unavailable()
+      throw new Unavailable('redis')
     }
   }
 
