@@ -3,6 +3,7 @@ import { STATUS_CODES } from 'node:http'
 import createError from '@fastify/error'
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify'
 
+export const BadRequest = createError('FST_ERR_VALIDATION', '%s', 400)
 export const InvalidToken = createError('AUTH_INVALID_TOKEN', '%s', 401)
 export const MissingToken = createError('AUTH_MISSING_TOKEN', 'Missing access token', 401)
 export const BadCredentials = createError('AUTH_BAD_CREDENTIALS', 'Invalid username or password', 401)

@@ -2,10 +2,11 @@
 // in CORS_ORIGINS, and per-IP rate limits (@fastify/rate-limit, counted in Redis so that
 // all instances share them) for the routes that declare `config.rateLimit`.
 import fp from 'fastify-plugin'
+import type { FastifyReply, FastifyRequest, HookHandlerDoneFunction } from 'fastify'
 import helmet, { type HelmetOptions } from 'helmet'
 import fastifyCors from '@fastify/cors'
 import fastifyRateLimit from '@fastify/rate-limit'
-import { TooManyRequests } from '../../lib/errors.js'
+import { BadRequest, TooManyRequests } from '../../lib/errors.js'
 
 export interface SecurityOptions {
   corsOrigins: string[]
@@ -62,7 +63,27 @@ export function securityHeaders (options: HelmetOptions): Record<string, string>
   return headers
 }
 
+/**
+ * A body schema keyed by content type (login's JSON or form) validates nothing when the
+ * request has no body and no content type: the handler would see `undefined`. Such
+ * requests are refused before validation, like a body of the wrong type.
+ */
+function requireBody (request: FastifyRequest, _reply: FastifyReply, done: HookHandlerDoneFunction): void {
+  if (request.body === undefined) {
+    done(new BadRequest('body must be object'))
+    return
+  }
+  done()
+}
+
 export default fp<SecurityOptions>(async function securityPlugin (fastify, opts) {
+  fastify.addHook('onRoute', (route) => {
+    const body = route.schema?.body as { content?: unknown } | undefined
+    if (body?.content === undefined) return
+    const hooks = route.preValidation
+    route.preValidation = hooks === undefined ? [requireBody] : [requireBody, ...(Array.isArray(hooks) ? hooks : [hooks])]
+  })
+
   const headers = securityHeaders(API_HEADERS)
   fastify.addHook('onRequest', function (_request, reply, done) {
     reply.headers(headers)
