@@ -100,3 +100,23 @@ t.test('an unknown username locks the same way (no enumeration), and success res
   t.equal((await loginFrom(app, user.username, PASSWORD)).statusCode, 200)
   await app.db.query("DELETE FROM audit_events WHERE detail->>'username' = $1", [ghost])
 })
+
+t.test('a look-alike username (U+0130) is a 400 and never reaches the account or its counter', async (t) => {
+  const app = await build(t, ctx, { LOCKOUT_THRESHOLD: 2 })
+  const user = await signUp(app, ctx, { label: 'vi' })
+  t.ok(user.username.startsWith('vi'))
+  const lookAlike = 'v\u0130' + user.username.slice(2)
+  for (const password of [PASSWORD, 'wrong password', 'wrong again', 'still wrong']) {
+    t.equal((await loginFrom(app, lookAlike, password)).statusCode, 400, 'JSON')
+    const form = await app.inject({
+      method: 'POST',
+      url: '/auth/login',
+      headers: { 'content-type': 'application/x-www-form-urlencoded' },
+      payload: `grant_type=password&username=${encodeURIComponent(lookAlike)}&password=${encodeURIComponent(password)}`
+    })
+    t.equal(form.statusCode, 400, 'form')
+  }
+  const { rows } = await app.db.query("SELECT 1 FROM audit_events WHERE type = 'login' AND subject_id = $1", [user.id])
+  t.equal(rows.length, 1, 'no login but the sign-up\'s')
+  t.equal((await loginFrom(app, user.username.toUpperCase(), PASSWORD)).statusCode, 200, 'the account itself is not locked')
+})
