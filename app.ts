@@ -56,6 +56,10 @@ const buildValidator: any = (externalSchemas: any, ajvOptions: any) => {
   return (route: { httpPart?: string }) => route.httpPart === 'body' ? body(route as any) : rest(route as any)
 }
 
+function hopsTrusted (hops: number) {
+  return (_address: string, hop: number) => hop < hops
+}
+
 /** Fastify's own options: the one place that sets logging, limits and request ids. */
 export function serverOptions (config: Config): FastifyServerOptions {
   return {
@@ -75,7 +79,8 @@ export function serverOptions (config: Config): FastifyServerOptions {
     },
     // One log line per request (onResponse in app), not Fastify's two.
     logController: new LogController({ disableRequestLogging: true }),
-    trustProxy: config.TRUST_PROXY,
+    // A hop count as proxy-addr takes it (Fastify's types lack the number form).
+    trustProxy: typeof config.trustProxy === 'number' ? hopsTrusted(config.trustProxy) : config.trustProxy,
     bodyLimit: 16 * 1024,
     // A client's X-Request-Id is kept when it is sane, so logs join up across services.
     requestIdHeader: false,

@@ -1,5 +1,6 @@
 // Provides `fastify.config`: the validated environment (see .env.example and the README).
 import { randomBytes } from 'node:crypto'
+import { isIP } from 'node:net'
 import fp from 'fastify-plugin'
 import { Type, type Static } from '@sinclair/typebox'
 import { Value } from '@sinclair/typebox/value'
@@ -34,7 +35,8 @@ export const EnvSchema = Type.Object({
   LOGIN_RATE_LIMIT: PositiveInt(10, 'login attempts per minute per client IP'),
   REGISTER_RATE_LIMIT: PositiveInt(5, 'registrations per minute per client IP'),
   LOCKOUT_THRESHOLD: PositiveInt(5, 'failed logins in a row before a username is locked'),
-  TRUST_PROXY: Type.Boolean({ default: false }),
+  // How to find the client behind proxies: a hop count or proxy addresses (parseTrustProxy).
+  TRUST_PROXY: Type.Optional(Type.String()),
   // Comma-separated origins allowed to call the API from a browser; empty: CORS off.
   CORS_ORIGINS: Type.String({ default: '' }),
   LOG_LEVEL: Type.Union(
@@ -55,10 +57,40 @@ export type Config = Static<typeof EnvSchema> & {
   jwtKeyGenerated: boolean
   /** EdDSA/ES256 keys when JWT_PRIVATE_KEY is set (then JWT_SECRET is not used). */
   signingKeys?: SigningKeys
+  /** TRUST_PROXY as Fastify's `trustProxy` takes it: off, a hop count, or proxy addresses. */
+  trustProxy: false | number | string[]
 }
 
 export class ConfigError extends Error {
   override name = 'ConfigError'
+}
+
+const PROXY_NAMES = new Set(['loopback', 'linklocal', 'uniquelocal'])
+
+/**
+ * TRUST_PROXY: unset, `false` or `0` reads no X-Forwarded-For; a number is how many proxies
+ * stand in front (the client is that many hops back); otherwise a comma-separated list of
+ * proxy addresses, CIDRs or proxy-addr's names (loopback, linklocal, uniquelocal). `true`
+ * is refused: it would take the first address a client wrote, and anyone could then
+ * choose the IP that rate limits and lockouts are keyed on.
+ */
+export function parseTrustProxy (value: string | undefined): false | number | string[] {
+  const text = value?.trim() ?? ''
+  if (text === '' || text === 'false' || text === '0') return false
+  if (text === 'true') {
+    throw new ConfigError('Invalid configuration: TRUST_PROXY=true would trust any X-Forwarded-For a client sends; give the number of proxies in front of the service (e.g. 1) or their addresses/CIDRs')
+  }
+  if (/^[0-9]+$/.test(text)) return Number(text)
+  const list = text.split(',').map((entry) => entry.trim())
+  for (const entry of list) {
+    const [address, bits, extra] = entry.split('/')
+    const family = isIP(address)
+    const prefixOk = bits === undefined || (/^[0-9]{1,3}$/.test(bits) && Number(bits) <= (family === 6 ? 128 : 32))
+    if (!(PROXY_NAMES.has(entry) || (family !== 0 && prefixOk && extra === undefined))) {
+      throw new ConfigError(`Invalid configuration: TRUST_PROXY entry ${JSON.stringify(entry)} is not a hop count, an IP address, a CIDR or one of loopback, linklocal, uniquelocal`)
+    }
+  }
+  return list
 }
 
 const URL_PROTOCOLS: Record<string, string[]> = {
@@ -140,9 +172,12 @@ export function loadConfig (env: Record<string, string | number | boolean | unde
     }
   }
 
+  const trustProxy = parseTrustProxy(cfg.TRUST_PROXY)
+
   return {
     ...cfg,
     corsOrigins,
+    trustProxy,
     // Outside production a missing secret gets a random per-process key rather than a
     // well-known default: a forgotten setting must never make tokens forgeable.
     jwtKey: secret ?? randomBytes(48).toString('base64'),

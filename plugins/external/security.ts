@@ -7,6 +7,7 @@ import helmet, { type HelmetOptions } from 'helmet'
 import fastifyCors from '@fastify/cors'
 import fastifyRateLimit from '@fastify/rate-limit'
 import { BadRequest, TooManyRequests } from '../../lib/errors.js'
+import { clientIp, clientKey } from '../../lib/client-ip.js'
 
 export interface SecurityOptions {
   corsOrigins: string[]
@@ -108,10 +109,11 @@ export default fp<SecurityOptions>(async function securityPlugin (fastify, opts)
     // Redis down: let requests through (argon2 still bounds the rate) rather than lock
     // every user out; the per-username lockout fails open the same way.
     skipOnError: true,
-    keyGenerator: (request) => request.ip,
+    // IPv6 clients by their /64 (lib/client-ip.ts).
+    keyGenerator: (request) => clientKey(clientIp(request)),
     onExceeded: (request) => {
       // Fire and forget: record() never throws, and the 429 must not wait for it.
-      fastify.audit.record({ type: 'rate_limited', ip: request.ip, detail: { route: request.routeOptions.url } })
+      fastify.audit.record({ type: 'rate_limited', ip: clientIp(request), detail: { route: request.routeOptions.url } })
     },
     errorResponseBuilder: (_request, context) =>
       new TooManyRequests(`Too many requests, retry in ${context.after}`)

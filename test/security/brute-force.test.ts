@@ -1,8 +1,11 @@
 // Rate limits per client IP (shared through Redis) and lockout per username.
+import { isIP } from 'node:net'
 import t from 'tap'
 import { build, context, PASSWORD, signUp } from '../helper.js'
 
 const ctx = await context(t)
+// Sign-ups log in from 127.0.0.1: through an instance without tight limits.
+const base = await build(t, ctx)
 
 function loginFrom (app: Awaited<ReturnType<typeof build>>, username: string, password: string, ip?: string) {
   return app.inject({
@@ -15,8 +18,8 @@ function loginFrom (app: Awaited<ReturnType<typeof build>>, username: string, pa
 }
 
 t.test('LOGIN_RATE_LIMIT per client IP, shared by every instance', async (t) => {
-  const a = await build(t, ctx, { LOGIN_RATE_LIMIT: 3, TRUST_PROXY: true })
-  const b = await build(t, ctx, { LOGIN_RATE_LIMIT: 3, TRUST_PROXY: true })
+  const a = await build(t, ctx, { LOGIN_RATE_LIMIT: 3, TRUST_PROXY: 1 })
+  const b = await build(t, ctx, { LOGIN_RATE_LIMIT: 3, TRUST_PROXY: 1 })
   const user = await signUp(a, ctx)
   const ip = `203.0.113.${Math.floor(Math.random() * 200) + 1}`
   t.equal((await loginFrom(a, user.username, PASSWORD, ip)).statusCode, 200)
@@ -45,6 +48,72 @@ t.test('X-Forwarded-For is ignored unless TRUST_PROXY says so', async (t) => {
   t.equal((await send('2.2.2.2')).statusCode, 200)
   t.equal((await send('3.3.3.3')).statusCode, 429, 'a spoofed X-Forwarded-For does not reset the limit')
   await app.db.query("DELETE FROM audit_events WHERE type = 'rate_limited' AND ip = $1", [remote])
+})
+
+const randomIp = () => `198.18.${Math.floor(Math.random() * 250)}.${Math.floor(Math.random() * 250) + 1}`
+
+t.test('behind a trusted proxy, rotating X-Forwarded-For does not reset the limit', async (t) => {
+  // The proxy (10.9.9.9) appends the address it saw; whatever the client wrote before it
+  // is not believed, by hop count or by the proxy's address.
+  for (const trust of ['1', '10.9.9.9', '10.9.0.0/16']) {
+    const app = await build(t, ctx, { LOGIN_RATE_LIMIT: 2, TRUST_PROXY: trust })
+    const user = await signUp(base, ctx)
+    const real = randomIp()
+    const send = () => app.inject({
+      method: 'POST',
+      url: '/auth/login',
+      payload: { username: user.username, password: PASSWORD },
+      headers: { 'x-forwarded-for': `${randomIp()}, ${real}` },
+      remoteAddress: '10.9.9.9'
+    })
+    t.equal((await send()).statusCode, 200, trust)
+    t.equal((await send()).statusCode, 200, trust)
+    t.equal((await send()).statusCode, 429, `${trust}: the third from the same client, whatever it claims`)
+    const { rows } = await app.db.query("SELECT ip FROM audit_events WHERE type = 'login' AND subject_id = $1", [user.id])
+    t.ok(rows.length >= 2 && rows.every((r) => r.ip === real || r.ip === '127.0.0.1'), `${trust}: the client recorded is the one the proxy saw`)
+    await app.db.query("DELETE FROM audit_events WHERE type = 'rate_limited' AND ip = $1", [real])
+  }
+})
+
+t.test('an X-Forwarded-For entry that is not an IP address is never stored or keyed on', async (t) => {
+  const app = await build(t, ctx, { LOGIN_RATE_LIMIT: 2, TRUST_PROXY: 1 })
+  const user = await signUp(base, ctx)
+  const proxy = `10.7.${Math.floor(Math.random() * 250)}.${Math.floor(Math.random() * 250) + 1}`
+  const garbage = (i: number) => `<img src=x onerror=alert(${i})>${'x'.repeat(300)}`
+  const send = (i: number, password = PASSWORD) => app.inject({
+    method: 'POST',
+    url: '/auth/login',
+    payload: { username: user.username, password },
+    headers: { 'x-forwarded-for': garbage(i), 'user-agent': 'garbage-test' },
+    remoteAddress: proxy
+  })
+  t.equal((await send(1)).statusCode, 200)
+  t.equal((await send(2, 'wrong password')).statusCode, 401)
+  t.equal((await send(3)).statusCode, 429, 'rotating garbage does not reset the limit either')
+  const sessions = await app.db.query('SELECT ip FROM sessions WHERE user_id = $1', [user.id])
+  const audit = await app.db.query('SELECT ip FROM audit_events WHERE subject_id = $1 OR ip = $2', [user.id, proxy])
+  const stored = [...sessions.rows, ...audit.rows].map((r) => r.ip as string)
+  t.ok(stored.length >= 4)
+  t.ok(stored.every((ip) => isIP(ip) !== 0), `only IP addresses stored: ${[...new Set(stored)].join(' ')}`)
+  t.ok(stored.includes(proxy), 'the nearest hop that is an address stands in for the client')
+  await app.db.query("DELETE FROM audit_events WHERE type = 'rate_limited' AND ip = $1", [proxy])
+})
+
+t.test('IPv6 clients are limited by their /64', async (t) => {
+  const app = await build(t, ctx, { LOGIN_RATE_LIMIT: 2 })
+  const user = await signUp(base, ctx)
+  const net = `2001:db8:${Math.floor(Math.random() * 0xffff).toString(16)}:${Math.floor(Math.random() * 0xffff).toString(16)}`
+  const send = (host: string) => app.inject({
+    method: 'POST', url: '/auth/login', payload: { username: user.username, password: PASSWORD }, remoteAddress: `${net}:${host}`
+  })
+  t.equal((await send('0:0:0:1')).statusCode, 200)
+  t.equal((await send('dead:beef:0:2')).statusCode, 200, 'another address of the same /64')
+  t.equal((await send('1234:5678:9abc:def0')).statusCode, 429, 'a third address of that /64 is limited')
+  const other = await app.inject({
+    method: 'POST', url: '/auth/login', payload: { username: user.username, password: PASSWORD }, remoteAddress: `${net.slice(0, -1)}${(parseInt(net.slice(-1), 16) ^ 1).toString(16)}::1`
+  })
+  t.equal(other.statusCode, 200, 'the next /64 is another client')
+  await app.db.query("DELETE FROM audit_events WHERE type = 'rate_limited' AND ip LIKE $1", [`${net}:%`])
 })
 
 t.test('REGISTER_RATE_LIMIT per client IP', async (t) => {

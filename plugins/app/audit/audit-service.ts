@@ -2,6 +2,7 @@
 import type { FastifyBaseLogger, FastifyRequest } from 'fastify'
 import type { AuditEvent, AuditType } from '../../../schemas/audit.js'
 import { decodeCursor, encodeCursor } from '../../../lib/cursor.js'
+import { clientIp } from '../../../lib/client-ip.js'
 import type { AuditRepository } from './audit-repository.js'
 
 export interface AuditRecord {
@@ -21,7 +22,7 @@ export interface AuditContext {
 
 /** The request's audit context: its signed-in user (none before authentication) and client IP. */
 export function auditContext (request: FastifyRequest): AuditContext {
-  return { actorId: request.user?.sub ?? null, ip: request.ip }
+  return { actorId: request.user?.sub ?? null, ip: clientIp(request) }
 }
 
 export class AuditService {

@@ -23,11 +23,25 @@ t.test('defaults match the contract', async (t) => {
 })
 
 t.test('strings from the environment are converted; empty means unset', async (t) => {
-  const c = loadConfig({ PORT: '8080', ACCESS_TOKEN_TTL: '60', TRUST_PROXY: 'true', JWT_SECRET: '' })
+  const c = loadConfig({ PORT: '8080', ACCESS_TOKEN_TTL: '60', TRUST_PROXY: '2', JWT_SECRET: '' })
   t.equal(c.PORT, 8080)
   t.equal(c.ACCESS_TOKEN_TTL, 60)
-  t.equal(c.TRUST_PROXY, true)
+  t.equal(c.trustProxy, 2)
   t.equal(c.jwtKeyGenerated, true)
+})
+
+t.test('TRUST_PROXY: off, a hop count or proxy addresses; never "trust everything"', async (t) => {
+  t.equal(loadConfig({}).trustProxy, false, 'off by default')
+  t.equal(loadConfig({ TRUST_PROXY: 'false' }).trustProxy, false)
+  t.equal(loadConfig({ TRUST_PROXY: '0' }).trustProxy, false)
+  t.equal(loadConfig({ TRUST_PROXY: '1' }).trustProxy, 1)
+  t.strictSame(loadConfig({ TRUST_PROXY: '10.0.0.1, 192.168.0.0/16,fd00::/8,loopback' }).trustProxy,
+    ['10.0.0.1', '192.168.0.0/16', 'fd00::/8', 'loopback'])
+  t.throws(() => loadConfig({ TRUST_PROXY: 'true' }), /^Invalid configuration: TRUST_PROXY=true would trust any X-Forwarded-For/)
+  t.throws(() => loadConfig({ TRUST_PROXY: true }), /TRUST_PROXY=true/, 'the boolean too')
+  for (const bad of ['10.0.0.1/33', 'fd00::/129', 'proxy.example.com', '10.0.0.1/8/8', '1.2.3', '10.0.0.1,,10.0.0.2', '-1']) {
+    t.throws(() => loadConfig({ TRUST_PROXY: bad }), /^Invalid configuration: TRUST_PROXY entry /, bad)
+  }
 })
 
 t.test('a bad value stops start-up with one line naming the variable', async (t) => {
