@@ -147,7 +147,7 @@ async function app (fastify: FastifyInstance, opts: AppOptions): Promise<void> {
     accessTtl: config.ACCESS_TOKEN_TTL
   })
   await fastify.register(auditPlugin)
-  await fastify.register(lockoutPlugin, { threshold: config.LOCKOUT_THRESHOLD })
+  await fastify.register(lockoutPlugin, { threshold: config.LOCKOUT_THRESHOLD, globalThreshold: config.lockoutGlobalThreshold })
   await fastify.register(usersPlugin, {
     memoryCost: config.ARGON2_MEMORY_COST,
     timeCost: config.ARGON2_TIME_COST,

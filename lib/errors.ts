@@ -11,7 +11,15 @@ export const Unauthorized = createError('AUTH_UNAUTHORIZED', '%s', 401)
 export const Forbidden = createError('AUTH_FORBIDDEN', '%s', 403)
 export const NotFound = createError('AUTH_NOT_FOUND', '%s', 404)
 export const Conflict = createError('AUTH_CONFLICT', '%s', 409)
+export const WrongPassword = createError('AUTH_WRONG_PASSWORD', 'Current password is wrong', 403)
 export const TooManyRequests = createError('AUTH_TOO_MANY_REQUESTS', '%s', 429)
+
+/** A 429 that says when to try again (the error handler sends it as Retry-After). */
+export class RetryLater extends TooManyRequests {
+  constructor (message: string, readonly retryAfter: number) {
+    super(message)
+  }
+}
 export const Unavailable = createError('AUTH_UNAVAILABLE', 'Service temporarily unavailable, try again', 503)
 
 const NETWORK_CODES = new Set([
@@ -59,6 +67,9 @@ export function errorHandler (this: unknown, err: FastifyError, request: Fastify
     message = 'Internal Server Error'
     code = undefined
   }
+  // Not `instanceof`: @fastify/error's instanceof is true for every error of the same code.
+  const { retryAfter } = err as Partial<RetryLater>
+  if (typeof retryAfter === 'number') reply.header('retry-after', String(retryAfter))
   if (status === 401) {
     // RFC 6750 §3: every 401 names the scheme; an error code only when a token was presented.
     reply.header('www-authenticate', code === 'AUTH_INVALID_TOKEN'

@@ -4,7 +4,7 @@ import { Cursor, optionalDefaults, PageQuery, Uuid } from './common.js'
 export const AuditType = Type.Union([
   'register', 'login', 'login_failed', 'login_locked', 'logout', 'logout_all', 'refresh_reuse',
   'role_changed', 'password_changed', 'user_disabled', 'user_enabled', 'user_deleted',
-  'session_revoked', 'rate_limited'
+  'session_revoked', 'rate_limited', 'password_change_failed', 'lockout_cleared'
 ].map((t) => Type.Literal(t)))
 export type AuditType = Static<typeof AuditType>
 

@@ -18,7 +18,7 @@ const CONTRACT = [
   'POST /auth/register', 'POST /auth/login', 'POST /auth/refresh', 'GET /auth/me',
   'POST /auth/change-role', 'POST /auth/logout', 'POST /auth/logout-all', 'GET /auth/sessions',
   'DELETE /auth/sessions/{id}', 'POST /auth/change-password', 'GET /users', 'GET /users/{id}',
-  'PATCH /users/{id}', 'DELETE /users/{id}', 'GET /audit', 'GET /health', 'GET /ready'
+  'PATCH /users/{id}', 'DELETE /users/{id}', 'DELETE /users/{id}/lockout', 'GET /audit', 'GET /health', 'GET /ready'
 ]
 const METHODS = ['get', 'put', 'post', 'delete', 'options', 'head', 'patch', 'trace']
 const COMPONENT = '#/components/schemas/'
@@ -212,7 +212,7 @@ t.test('security schemes: bearer JWT and the OAuth 2.0 password grant at /auth/l
 
   const signedIn = ['GET /auth/me', 'POST /auth/change-role', 'POST /auth/logout', 'POST /auth/logout-all',
     'GET /auth/sessions', 'DELETE /auth/sessions/{id}', 'POST /auth/change-password', 'GET /users',
-    'GET /users/{id}', 'PATCH /users/{id}', 'DELETE /users/{id}', 'GET /audit']
+    'GET /users/{id}', 'PATCH /users/{id}', 'DELETE /users/{id}', 'DELETE /users/{id}/lockout', 'GET /audit']
   for (const { key, op } of operations) {
     if (signedIn.includes(key)) {
       t.strictSame(op.security, [{ bearerAuth: [] }, { oauth2: [] }], `${key} takes a bearer token from either scheme`)
@@ -434,6 +434,14 @@ t.test('every response of every route matches the document', async (t) => {
   await send('DELETE', `/auth/sessions/${nobody}`, { headers: bearer(second.access) })
   await send('DELETE', `/auth/sessions/${nobody}`)
 
+  // change-password: 429 (too many wrong passwords from one client), 401 (the one that
+  // reaches the threshold ends the session)
+  const erin = await signUp(app, ctx, { label: 'erin' })
+  const erinSpare = await login(app, erin.username)
+  for (let i = 0; i < 3; i++) {
+    await send('POST', '/auth/change-password', { headers: bearer(erin.access), payload: { currentPassword: `wrong ${i}`, newPassword: 'another passphrase' }, remoteAddress: '10.5.5.5' })
+  }
+  await send('POST', '/auth/change-password', { headers: bearer(erinSpare.access), payload: { currentPassword: PASSWORD, newPassword: 'another passphrase' }, remoteAddress: '10.5.5.5' })
   // change-password: 204, 400, 401, 403, 413, 415
   const carol = await signUp(app, ctx, { label: 'carol' })
   const asCarol = bearer(carol.access)
@@ -470,6 +478,12 @@ t.test('every response of every route matches the document', async (t) => {
   await send('PATCH', `/users/${carol.id}`, { headers: { ...asAdmin, ...text }, payload: 'hello' })
   await send('PATCH', `/users/${carol.id}`, { payload: { disabled: true } })
   await send('PATCH', `/users/${carol.id}`, { headers: asAlice, payload: { disabled: true } })
+  // lockout: 204, 400, 401, 403, 404
+  await send('DELETE', `/users/${erin.id}/lockout`, { headers: asAdmin })
+  await send('DELETE', '/users/not-a-uuid/lockout', { headers: asAdmin })
+  await send('DELETE', `/users/${nobody}/lockout`, { headers: asAdmin })
+  await send('DELETE', `/users/${erin.id}/lockout`)
+  await send('DELETE', `/users/${erin.id}/lockout`, { headers: asAlice })
   // delete: 204, 400, 401, 403, 404, 409 (the last admin)
   await send('DELETE', `/users/${carol.id}`, { headers: asAdmin })
   await send('DELETE', '/users/not-a-uuid', { headers: asAdmin })

@@ -34,7 +34,9 @@ export const EnvSchema = Type.Object({
   ADMIN_PASSWORD: Type.Optional(Type.String({ minLength: 8, maxLength: 128 })),
   LOGIN_RATE_LIMIT: PositiveInt(10, 'login attempts per minute per client IP'),
   REGISTER_RATE_LIMIT: PositiveInt(5, 'registrations per minute per client IP'),
-  LOCKOUT_THRESHOLD: PositiveInt(5, 'failed logins in a row before a username is locked'),
+  LOCKOUT_THRESHOLD: PositiveInt(5, 'failed logins in a row from one client before that client is locked out of the username'),
+  // Unset: 10 × LOCKOUT_THRESHOLD.
+  LOCKOUT_GLOBAL_THRESHOLD: Type.Optional(Type.Integer({ minimum: 1, description: 'failed logins from all clients within a day before the username is throttled' })),
   // How to find the client behind proxies: a hop count or proxy addresses (parseTrustProxy).
   TRUST_PROXY: Type.Optional(Type.String()),
   // Comma-separated origins allowed to call the API from a browser; empty: CORS off.
@@ -57,6 +59,8 @@ export type Config = Static<typeof EnvSchema> & {
   jwtKeyGenerated: boolean
   /** EdDSA/ES256 keys when JWT_PRIVATE_KEY is set (then JWT_SECRET is not used). */
   signingKeys?: SigningKeys
+  /** LOCKOUT_GLOBAL_THRESHOLD, or its default. */
+  lockoutGlobalThreshold: number
   /** TRUST_PROXY as Fastify's `trustProxy` takes it: off, a hop count, or proxy addresses. */
   trustProxy: false | number | string[]
 }
@@ -178,6 +182,7 @@ export function loadConfig (env: Record<string, string | number | boolean | unde
     ...cfg,
     corsOrigins,
     trustProxy,
+    lockoutGlobalThreshold: cfg.LOCKOUT_GLOBAL_THRESHOLD ?? 10 * cfg.LOCKOUT_THRESHOLD,
     // Outside production a missing secret gets a random per-process key rather than a
     // well-known default: a forgotten setting must never make tokens forgeable.
     jwtKey: secret ?? randomBytes(48).toString('base64'),

@@ -34,7 +34,8 @@ function hashToken (token: string): Buffer {
 export class SessionService {
   constructor (
     private readonly db: Db,
-    private readonly repository: SessionsRepository,
+    /** Sessions in PostgreSQL; a test may wrap `create` to hold a login mid-way. */
+    readonly repository: SessionsRepository,
     private readonly revocation: RevocationService,
     private readonly users: UserService,
     private readonly lockout: LockoutService,
@@ -44,12 +45,12 @@ export class SessionService {
 
   /** Checks the credentials and starts a session (one PostgreSQL round trip after argon2). */
   async login (username: string, password: string, meta: ClientMeta): Promise<IssuedSession> {
-    const user = await this.users.verifyLogin(username, password, meta)
+    const { user } = await this.users.verifyLogin(username, password, meta)
     const { token, hash } = newRefreshToken()
     // A success ends the run of failures; both round trips at once.
     const [claims] = await Promise.all([
       this.repository.create(user.id, meta, hash, this.refreshTtl),
-      this.lockout.succeeded(username)
+      this.lockout.succeeded(username, meta.ip)
     ])
     // Same answer as any failed login: a user disabled mid-login learns nothing more.
     if (claims === null) throw new BadCredentials()
