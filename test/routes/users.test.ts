@@ -456,12 +456,14 @@ t.test('the last-admin rule holds under concurrent requests', async (t) => {
     method: 'POST', url: '/auth/change-role', headers: bearer(by.access), payload: { username, role: 'user' }
   })
 
+  // Against each other, the loser is no longer an admin when its change would commit: 403.
+  // Each stepping down, the second is then the last admin: 409.
   const cases: Array<[string, (a: Account, b: Account) => Array<() => Promise<LightMyRequestResponse>>, number, number]> = [
-    ['two admins demote each other', (a, b) => [() => patch(a.access, b.id, { role: 'user' }), () => patch(b.access, a.id, { role: 'user' })], 200, 409],
-    ['two admins disable each other', (a, b) => [() => patch(a.access, b.id, { disabled: true }), () => patch(b.access, a.id, { disabled: true })], 200, 409],
-    ['two admins delete each other', (a, b) => [() => del(a.access, b.id), () => del(b.access, a.id)], 204, 409],
+    ['two admins demote each other', (a, b) => [() => patch(a.access, b.id, { role: 'user' }), () => patch(b.access, a.id, { role: 'user' })], 200, 403],
+    ['two admins disable each other', (a, b) => [() => patch(a.access, b.id, { disabled: true }), () => patch(b.access, a.id, { disabled: true })], 200, 403],
+    ['two admins delete each other', (a, b) => [() => del(a.access, b.id), () => del(b.access, a.id)], 204, 403],
     ['two admins demote themselves', (a, b) => [() => patch(a.access, a.id, { role: 'user' }), () => patch(b.access, b.id, { role: 'user' })], 200, 409],
-    ['PATCH and change-role against each other', (a, b) => [() => patch(a.access, b.id, { role: 'user' }), changeRole(b, a.username)], 200, 409]
+    ['PATCH and change-role against each other', (a, b) => [() => patch(a.access, b.id, { role: 'user' }), changeRole(b, a.username)], 200, 403]
   ]
   for (const [name, make, success, refused] of cases) {
     t.test(name, async (t) => {
@@ -500,5 +502,99 @@ t.test('the last-admin rule holds under concurrent requests', async (t) => {
       t.ok(statuses.every((s) => [200, 204, 401, 403, 404, 409].includes(s)), 'the rest are refused, never a 500')
       t.equal((await activeAdmins()).length, 1, 'exactly one active admin is left')
     }
+  })
+})
+
+t.test('authority is checked at commit, not only at the door', async (t) => {
+  // A pool large enough that every request below is inside its transaction at once.
+  const wide = await build(t, ctx, { DATABASE_POOL_SIZE: 40 })
+
+  /** Queries of this database waiting for a lock. */
+  async function waiting (): Promise<number> {
+    const { rows } = await app.db.query(
+      "SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'")
+    return rows[0].n
+  }
+  async function untilWaiting (n: number): Promise<void> {
+    for (let i = 0; i < 500 && await waiting() < n; i++) await sleep(10)
+    t.equal(await waiting(), n, `${n} requests wait for the rows`)
+  }
+  /** Holds the rows `sql` locks in a transaction of the test's own until release(). */
+  async function hold (sql: string, params: unknown[]) {
+    const blocker = new pg.Client({ connectionString: ctx.databaseUrl })
+    await blocker.connect()
+    await blocker.query('BEGIN')
+    await blocker.query(sql, params)
+    return async () => {
+      await blocker.query('COMMIT')
+      await blocker.end()
+    }
+  }
+
+  t.test('an admin demoted while 30 of its changes wait commits none of them', async (t) => {
+    const a = await signUp(wide, ctx, { role: 'admin', label: 'demoted' })
+    const b = await signUp(wide, ctx, { role: 'admin', label: 'demoter' })
+    const targets: Account[] = []
+    for (let i = 0; i < 30; i++) targets.push(await signUp(wide, ctx, { label: 'target' }))
+    t.equal((await me(wide, a.access)).statusCode, 200)
+    t.equal((await me(wide, b.access)).statusCode, 200)
+
+    // B's demotion of A queues first for the admins' rows, A's 30 promotions after it: when
+    // the rows are let go, the demotion commits while A's changes are already past the door.
+    const release = await hold("SELECT id FROM users WHERE role = 'admin' AND NOT disabled FOR UPDATE", [])
+    const demotion = wide.inject({ method: 'PATCH', url: `/users/${a.id}`, headers: bearer(b.access), payload: { role: 'user' } })
+    await untilWaiting(1)
+    const promotions = targets.map((target) => wide.inject({
+      method: 'POST', url: '/auth/change-role', headers: bearer(a.access), payload: { username: target.username, role: 'admin' }
+    }))
+    await untilWaiting(31)
+    await release()
+    t.equal((await demotion).statusCode, 200, 'A is demoted')
+    const statuses = (await Promise.all(promotions)).map((r) => r.statusCode)
+    t.strictSame([...new Set(statuses)], [403], 'every change A sent is refused: A is no longer an admin when it would commit')
+
+    // Whatever the interleaving, no change of A's may commit after A's demotion.
+    const demotedAt = (await userRow(a.id))!.ra
+    const { rows } = await app.db.query(
+      "SELECT count(*)::int AS n FROM users WHERE id = ANY($1) AND role = 'admin' AND revoked_after > $2::timestamptz",
+      [targets.map((x) => x.id), demotedAt])
+    t.equal(rows[0].n, 0, 'no admin created by A after its demotion')
+    const promoted = await app.db.query("SELECT count(*)::int AS n FROM audit_events WHERE type = 'role_changed' AND actor_id = $1", [a.id])
+    t.equal(promoted.rows[0].n, 0, 'nothing audited for A')
+  })
+
+  t.test('a change by an admin whose session ended while it waited is refused (401)', async (t) => {
+    const a = await signUp(wide, ctx, { role: 'admin', label: 'loggedout' })
+    const target = await signUp(wide, ctx, { label: 'target' })
+    t.equal((await me(wide, a.access)).statusCode, 200)
+    const release = await hold("SELECT id FROM users WHERE role = 'admin' AND NOT disabled FOR UPDATE", [])
+    const change = wide.inject({ method: 'PATCH', url: `/users/${target.id}`, headers: bearer(a.access), payload: { disabled: true } })
+    await untilWaiting(1)
+    // The session ends (a logout, from another tab) while the change waits.
+    t.equal((await wide.inject({ method: 'POST', url: '/auth/logout', headers: bearer(a.access) })).statusCode, 204)
+    await release()
+    const res = await change
+    t.equal(res.statusCode, 401)
+    t.match(res.headers['www-authenticate'], /^Bearer/)
+    t.match(await userRow(target.id), { disabled: false }, 'nothing changed')
+  })
+
+  t.test('a user\'s own writes need the session live at commit: change-password after logout-all', async (t) => {
+    const user = await signUp(wide, ctx, { label: 'self' })
+    const phone = await login(wide, user.username)
+    const release = await hold('SELECT id FROM users WHERE id = $1 FOR UPDATE', [user.id])
+    // logout-all from the phone queues first; the change of password from the first device
+    // (its password already checked) waits behind it.
+    const logoutAll = wide.inject({ method: 'POST', url: '/auth/logout-all', headers: bearer(phone.access) })
+    await untilWaiting(1)
+    const change = wide.inject({
+      method: 'POST', url: '/auth/change-password', headers: bearer(user.access), payload: { currentPassword: PASSWORD, newPassword: 'a new password 42' }
+    })
+    await untilWaiting(2)
+    await release()
+    t.equal((await logoutAll).statusCode, 204)
+    const res = await change
+    t.equal(res.statusCode, 401, 'the session that asked ended before the change could commit')
+    t.equal(await loginStatus(user.username), 200, 'the password is unchanged')
   })
 })

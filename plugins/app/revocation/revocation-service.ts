@@ -3,7 +3,7 @@ import { randomBytes } from 'node:crypto'
 import { readFileSync } from 'node:fs'
 import type { FastifyBaseLogger } from 'fastify'
 import type { Redis, Result } from 'ioredis'
-import { Unavailable } from '../../../lib/errors.js'
+import { InvalidToken, Unavailable } from '../../../lib/errors.js'
 import { withTimeout } from '../../../lib/timeout.js'
 import type { Db, Queryable } from '../../external/db.js'
 import type { Metrics } from '../../external/metrics.js'
@@ -165,6 +165,16 @@ export class RevocationService {
         .catch((err: unknown) => this.trip(err))
     }
     return decide(again, sca)
+  }
+
+  /**
+   * Inside a write's transaction: the caller's session must still be live when the write
+   * commits, not only when its request came in (the revocation promise holds at commit).
+   * No session (a call without a signed-in caller): nothing to check.
+   */
+  async requireLiveSession (client: Queryable, userId: string | null, sid: string | null | undefined): Promise<void> {
+    if (userId === null || sid == null) return
+    if (!await this.repository.lockLiveSession(userId, sid, client)) throw new InvalidToken('Access token has been revoked')
   }
 
   private async write (set: RevocationSet): Promise<void> {

@@ -45,14 +45,15 @@ export class SessionService {
 
   /** Checks the credentials and starts a session (one PostgreSQL round trip after argon2). */
   async login (username: string, password: string, meta: ClientMeta): Promise<IssuedSession> {
-    const { user } = await this.users.verifyLogin(username, password, meta)
+    const { user, passwordHash } = await this.users.verifyLogin(username, password, meta)
     const { token, hash } = newRefreshToken()
     // A success ends the run of failures; both round trips at once.
     const [claims] = await Promise.all([
-      this.repository.create(user.id, meta, hash, this.refreshTtl),
+      this.repository.create(user.id, passwordHash, meta, hash, this.refreshTtl),
       this.lockout.succeeded(username, meta.ip)
     ])
-    // Same answer as any failed login: a user disabled mid-login learns nothing more.
+    // Same answer as any failed login: a user disabled, or whose password changed, while
+    // this login was checking the old one learns nothing more.
     if (claims === null) throw new BadCredentials()
     await this.audit.record({ ...meta, type: 'login', actorId: user.id, subjectId: user.id, detail: { sessionId: claims.sid } })
     return { ...claims, refreshToken: token }
@@ -90,8 +91,9 @@ export class SessionService {
    * Ends one session of a user: its access and refresh tokens. False if there was none
    * live (unknown, someone else's, already ended, or dead through the user's revoked_after).
    */
-  async end (userId: string, sid: string): Promise<boolean> {
+  async end (userId: string, sid: string, callerSid?: string | null): Promise<boolean> {
     return await this.revocation.revoke(async (client, revoked) => {
+      await this.revocation.requireLiveSession(client, userId, callerSid)
       if (!await this.repository.revoke(userId, sid, client)) return false
       revoked.session(userId, sid)
       return true
@@ -104,18 +106,22 @@ export class SessionService {
     await this.audit.record({ ...ctx, type: 'logout', subjectId: userId, detail: { sessionId: sid } })
   }
 
-  /** Ends every session of the user. */
+  /** Ends every session of the user; the caller's session must be live when it commits. */
   async endAll (userId: string, ctx: AuditContext): Promise<void> {
     await this.revocation.revoke(async (client, revoked) => {
+      await this.revocation.requireLiveSession(client, userId, ctx.sessionId)
       const revokedAfterUs = await this.repository.revokeAll(userId, client)
       if (revokedAfterUs !== null) revoked.user(userId, revokedAfterUs)
     })
     await this.audit.record({ ...ctx, type: 'logout_all', subjectId: userId })
   }
 
-  /** Ends one of the caller's own sessions; anyone else's is "not found", never "forbidden". */
+  /**
+   * Ends one of the caller's own sessions; anyone else's is "not found", never "forbidden".
+   * The caller's session must be live when it commits.
+   */
   async endOwn (userId: string, sid: string, ctx: AuditContext): Promise<void> {
-    if (!await this.end(userId, sid)) throw new NotFound('Session not found')
+    if (!await this.end(userId, sid, ctx.sessionId)) throw new NotFound('Session not found')
     await this.audit.record({ ...ctx, type: 'session_revoked', subjectId: userId, detail: { sessionId: sid } })
   }
 

@@ -111,11 +111,14 @@ export class UsersRepository {
     return { user: toUser(rows[0]), revokedAfterUs: rows[0].ra }
   }
 
-  /** Sets the password hash and revoked_after; the new revoked_after in µs, or null without the user. */
-  async setPassword (id: string, passwordHash: string, client: Queryable = this.db): Promise<string | null> {
+  /**
+   * Sets the password hash and revoked_after, if the hash is still `previous` (the one the
+   * current password was checked against); the new revoked_after in µs, or null otherwise.
+   */
+  async setPassword (id: string, passwordHash: string, previous: string, client: Queryable = this.db): Promise<string | null> {
     const { rows } = await client.query(
-      `UPDATE users SET password_hash = $2, revoked_after = clock_timestamp() WHERE id = $1
-       RETURNING ${REVOKED_AFTER_US} AS ra`, [id, passwordHash])
+      `UPDATE users SET password_hash = $2, revoked_after = clock_timestamp() WHERE id = $1 AND password_hash = $3
+       RETURNING ${REVOKED_AFTER_US} AS ra`, [id, passwordHash, previous])
     return rows.length === 0 ? null : rows[0].ra
   }
 

@@ -4,7 +4,7 @@
 import { randomBytes } from 'node:crypto'
 import argon2 from 'argon2'
 import type { Role, User } from '../../../schemas/users.js'
-import { BadCredentials, Conflict, InvalidToken, NotFound, RetryLater, WrongPassword } from '../../../lib/errors.js'
+import { BadCredentials, Conflict, Forbidden, InvalidToken, NotFound, RetryLater, WrongPassword } from '../../../lib/errors.js'
 import { clientKey } from '../../../lib/client-ip.js'
 import { decodeCursor, encodeCursor } from '../../../lib/cursor.js'
 import type { Queryable } from '../../external/db.js'
@@ -126,8 +126,15 @@ export class UserService {
    * changes cannot deadlock), then the target. Two admins demoting each other at once
    * are serialised here, and the second one sees the first one's result.
    */
-  private async lockForChange (client: Queryable, target: UserRef, _actor: AuditContext) {
+  private async lockForChange (client: Queryable, target: UserRef, actor: AuditContext) {
     const admins = await this.repository.lockActiveAdmins(client)
+    // The actor's authority holds at commit, not only at the door: an admin demoted or
+    // disabled while this request waited (its row was locked above, so no later change
+    // can slip in before COMMIT) is refused here, and so is a session that ended.
+    if (actor.actorId !== null) {
+      if (!admins.includes(actor.actorId)) throw new Forbidden('Requires role admin')
+      await this.revocation.requireLiveSession(client, actor.actorId, actor.sessionId)
+    }
     const current = await this.repository.lock(target, client)
     if (current === null) throw new NotFound('User not found')
     return {
@@ -216,7 +223,10 @@ export class UserService {
     await this.lockout.succeeded(username, ctx.ip)
     const passwordHash = await this.hash(newPassword)
     await this.revocation.revoke(async (client, revoked) => {
-      const revokedAfterUs = await this.repository.setPassword(userId, passwordHash, client)
+      // At commit the caller's session is still live, and the password is still the one
+      // just checked (a concurrent change wins; this one then ends with its session).
+      await this.revocation.requireLiveSession(client, userId, ctx.sessionId)
+      const revokedAfterUs = await this.repository.setPassword(userId, passwordHash, current, client)
       if (revokedAfterUs === null) throw new InvalidToken('Access token has been revoked')
       revoked.user(userId, revokedAfterUs)
     })
