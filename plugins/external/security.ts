@@ -111,9 +111,15 @@ export default fp<SecurityOptions>(async function securityPlugin (fastify, opts)
     skipOnError: true,
     // IPv6 clients by their /64 (lib/client-ip.ts).
     keyGenerator: (request) => clientKey(clientIp(request)),
-    onExceeded: (request) => {
-      // Fire and forget: record() never throws, and the 429 must not wait for it.
-      fastify.audit.record({ type: 'rate_limited', ip: clientIp(request), detail: { route: request.routeOptions.url } })
+    // Audited once per client, route and window, not per refused request: a client
+    // hammering a limit would otherwise write an audit row for each (and slow everyone).
+    // Fire and forget: the 429 waits for neither Redis nor the audit row.
+    onExceeded: (request, key) => {
+      const route = request.routeOptions.url ?? ''
+      const windowMs = Number((request.routeOptions.config as { rateLimit?: { timeWindow?: number } }).rateLimit?.timeWindow ?? 60_000)
+      fastify.redis.set(`rla:${route}:${key}`, '1', 'PX', windowMs, 'NX').then((first) => {
+        if (first === 'OK') return fastify.audit.record({ type: 'rate_limited', ip: clientIp(request), detail: { route } })
+      }, () => {})
     },
     errorResponseBuilder: (_request, context) =>
       new TooManyRequests(`Too many requests, retry in ${context.after}`)

@@ -117,6 +117,25 @@ t.test('IPv6 clients are limited by their /64', async (t) => {
   await app.db.query("DELETE FROM audit_events WHERE type = 'rate_limited' AND ip LIKE $1", [`${net}:%`])
 })
 
+t.test('a client that keeps hitting a limit is audited once per window, not once per request', async (t) => {
+  const app = await build(t, ctx, { LOGIN_RATE_LIMIT: 2 })
+  const user = await signUp(base, ctx)
+  const remote = `10.4.${Math.floor(Math.random() * 250)}.${Math.floor(Math.random() * 250) + 1}`
+  const send = () => app.inject({ method: 'POST', url: '/auth/login', payload: { username: user.username, password: PASSWORD }, remoteAddress: remote })
+  t.equal((await send()).statusCode, 200)
+  t.equal((await send()).statusCode, 200)
+  let limited = 0
+  for (let batch = 0; batch < 10; batch++) {
+    const answers = await Promise.all(Array.from({ length: 20 }, send))
+    limited += answers.filter((r) => r.statusCode === 429).length
+  }
+  t.equal(limited, 200, '200 requests refused')
+  await new Promise((resolve) => setTimeout(resolve, 100))
+  const { rows } = await app.db.query("SELECT detail FROM audit_events WHERE type = 'rate_limited' AND ip = $1", [remote])
+  t.strictSame(rows, [{ detail: { route: '/auth/login' } }], 'one audit row')
+  await app.db.query("DELETE FROM audit_events WHERE type = 'rate_limited' AND ip = $1", [remote])
+})
+
 t.test('REGISTER_RATE_LIMIT per client IP', async (t) => {
   const app = await build(t, ctx, { REGISTER_RATE_LIMIT: 2 })
   const remote = `10.2.${Math.floor(Math.random() * 250)}.${Math.floor(Math.random() * 250)}`
