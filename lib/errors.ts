@@ -11,6 +11,7 @@ export const Unauthorized = createError('AUTH_UNAUTHORIZED', '%s', 401)
 export const Forbidden = createError('AUTH_FORBIDDEN', '%s', 403)
 export const NotFound = createError('AUTH_NOT_FOUND', '%s', 404)
 export const Conflict = createError('AUTH_CONFLICT', '%s', 409)
+export const WeakPassword = createError('AUTH_WEAK_PASSWORD', '%s', 400)
 export const WrongPassword = createError('AUTH_WRONG_PASSWORD', 'Current password is wrong', 403)
 export const TooManyRequests = createError('AUTH_TOO_MANY_REQUESTS', '%s', 429)
 

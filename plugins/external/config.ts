@@ -5,6 +5,7 @@ import fp from 'fastify-plugin'
 import { Type, type Static } from '@sinclair/typebox'
 import { Value } from '@sinclair/typebox/value'
 import { loadSigningKeys, type SigningKeys } from '../../lib/keys.js'
+import { passwordProblem } from '../../lib/password-policy.js'
 
 const PositiveInt = (def: number, description: string) =>
   Type.Integer({ minimum: 1, default: def, description })
@@ -97,6 +98,36 @@ export function parseTrustProxy (value: string | undefined): false | number | st
   return list
 }
 
+/** At least this much random material in a production HS256 secret (RFC 7518 §3.2: the hash's size). */
+const SECRET_BYTES = 32
+
+/**
+ * Why a production JWT_SECRET is not good enough, or null. It must be random bytes written
+ * as hex, base64 or base64url, at least 256 bits of them: a phrase someone typed
+ * (`passwordpasswordpassword12345678`) is refused however long it is. Randomness cannot be
+ * proven, but what a person types can be caught: too few distinct characters for its
+ * length, or runs of repeated or consecutive characters.
+ */
+export function secretProblem (secret: string): string | null {
+  const hex = /^(?:[0-9a-f]{2})+$/i.test(secret)
+  const base64 = /^[A-Za-z0-9+/]+={0,2}$/.test(secret) || /^[A-Za-z0-9_-]+$/.test(secret)
+  if (!hex && !base64) return 'must be random bytes written as hex, base64 or base64url'
+  const bytes = hex ? secret.length / 2 : Math.floor(secret.replace(/=+$/, '').length * 3 / 4)
+  if (bytes < SECRET_BYTES) return `must hold at least ${SECRET_BYTES} random bytes (${SECRET_BYTES * 2} hex or ${Math.ceil(SECRET_BYTES * 4 / 3)} base64 characters)`
+  const chars = [...secret.replace(/=+$/, '')]
+  // A random string of this length over its alphabet (16 or 64 symbols) shows most of it.
+  const alphabet = hex ? 16 : 64
+  const expected = alphabet * (1 - Math.pow(1 - 1 / alphabet, chars.length))
+  const distinct = new Set(hex ? secret.toLowerCase() : secret).size
+  let runs = 0
+  for (let i = 1; i < chars.length; i++) {
+    if (Math.abs(chars[i].charCodeAt(0) - chars[i - 1].charCodeAt(0)) <= 1) runs++
+  }
+  // Neighbours equal or one apart: about 17 % of random hex pairs, 5 % of random base64 ones.
+  if (distinct < expected * 0.6 || runs > chars.length * (hex ? 0.45 : 0.25)) return 'does not look random (too few distinct characters, or runs of repeated or consecutive ones)'
+  return null
+}
+
 const URL_PROTOCOLS: Record<string, string[]> = {
   DATABASE_URL: ['postgres:', 'postgresql:'],
   REDIS_URL: ['redis:', 'rediss:']
@@ -159,14 +190,20 @@ export function loadConfig (env: Record<string, string | number | boolean | unde
   if (production && secret === undefined && signingKeys === undefined) {
     throw new ConfigError('Invalid configuration: JWT_SECRET is required when NODE_ENV=production')
   }
-  if (production && secret !== undefined && new Set(secret).size < 10) {
-    throw new ConfigError('Invalid configuration: JWT_SECRET is too weak (use `openssl rand -base64 48`)')
+  if (production && secret !== undefined) {
+    const problem = secretProblem(secret)
+    if (problem !== null) throw new ConfigError(`Invalid configuration: JWT_SECRET ${problem} (generate one with \`openssl rand -base64 48\`)`)
   }
   if (cfg.REFRESH_TOKEN_TTL < cfg.ACCESS_TOKEN_TTL) {
     throw new ConfigError('Invalid configuration: REFRESH_TOKEN_TTL must not be shorter than ACCESS_TOKEN_TTL')
   }
   if ((cfg.ADMIN_USERNAME === undefined) !== (cfg.ADMIN_PASSWORD === undefined)) {
     throw new ConfigError('Invalid configuration: ADMIN_USERNAME and ADMIN_PASSWORD must be set together')
+  }
+  if (cfg.ADMIN_USERNAME !== undefined && cfg.ADMIN_PASSWORD !== undefined) {
+    // The rules every password here follows: an admin anyone could guess is not created.
+    const problem = passwordProblem(cfg.ADMIN_PASSWORD, cfg.ADMIN_USERNAME)
+    if (problem !== null) throw new ConfigError(`Invalid configuration: ADMIN_PASSWORD: ${problem}`)
   }
 
   const corsOrigins = cfg.CORS_ORIGINS.split(',').map((o) => o.trim()).filter((o) => o !== '')

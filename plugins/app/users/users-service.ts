@@ -4,14 +4,15 @@
 import { randomBytes } from 'node:crypto'
 import argon2 from 'argon2'
 import type { Role, User } from '../../../schemas/users.js'
-import { BadCredentials, Conflict, Forbidden, InvalidToken, NotFound, RetryLater, WrongPassword } from '../../../lib/errors.js'
+import { BadCredentials, Conflict, Forbidden, InvalidToken, NotFound, RetryLater, WeakPassword, WrongPassword } from '../../../lib/errors.js'
 import { clientKey } from '../../../lib/client-ip.js'
+import { loadPasswordPolicy, passwordProblem } from '../../../lib/password-policy.js'
 import { decodeCursor, encodeCursor } from '../../../lib/cursor.js'
 import type { Queryable } from '../../external/db.js'
 import type { RevocationService } from '../revocation/revocation-service.js'
 import type { AuditContext, AuditService } from '../audit/audit-service.js'
 import type { LockoutService } from '../lockout/lockout-service.js'
-import type { UserKey, UsersRepository } from './users-repository.js'
+import type { Account, UserKey, UsersRepository } from './users-repository.js'
 
 export interface HashOptions {
   memoryCost: number
@@ -43,6 +44,7 @@ export class UserService {
     // Login verifies this hash for an unknown user, so that "no such user" costs the
     // same argon2 work as "wrong password" and timing does not reveal which it was.
     this.dummyHash = await this.hash(randomBytes(16).toString('hex'))
+    loadPasswordPolicy()
   }
 
   hash (password: string): Promise<string> {
@@ -51,15 +53,27 @@ export class UserService {
 
   /** A new account; recorded as a registration when a request (`ctx`) made it. */
   async register (username: string, password: string, role: Role = 'user', ctx?: AuditContext): Promise<User> {
+    const problem = passwordProblem(password, username)
+    if (problem !== null) throw new WeakPassword(problem)
     const user = await this.repository.insert(username, await this.hash(password), role)
     if (user === null) throw new Conflict('Username is already taken')
     if (ctx !== undefined) await this.audit.record({ ...ctx, type: 'register', actorId: user.id, subjectId: user.id })
     return user
   }
 
-  /** The first admin, from ADMIN_USERNAME/ADMIN_PASSWORD; an existing user is left as is. */
-  async ensureAdmin (username: string, password: string): Promise<boolean> {
-    return await this.repository.insertIfMissing(username, await this.hash(password), 'admin')
+  /**
+   * The first admin, from ADMIN_USERNAME/ADMIN_PASSWORD. An existing user of that name is
+   * left as it is (never promoted by the environment): 'created', or the existing user.
+   */
+  async ensureAdmin (username: string, password: string): Promise<'created' | User> {
+    const existing = await this.repository.findAccount(username)
+    // (A weak ADMIN_PASSWORD never gets here: the configuration refuses it.)
+    if (existing === null) {
+      if (await this.repository.insertIfMissing(username, await this.hash(password), 'admin')) return 'created'
+    }
+    // Created by another instance starting at the same moment, or there all along.
+    const { passwordHash: _, ...user } = existing ?? await this.repository.findAccount(username) as Account
+    return user
   }
 
   /**
@@ -205,6 +219,8 @@ export class UserService {
     const credentials = await this.repository.findCredentials(userId)
     if (credentials === null) throw new InvalidToken('Access token has been revoked')
     const { username, passwordHash: current } = credentials
+    const problem = passwordProblem(newPassword, username)
+    if (problem !== null) throw new WeakPassword(problem)
     // The caller holds a live session: strangers' failures across clients do not hold it back.
     const attempt = await this.lockout.attempt(username, ctx.ip, { exempt: true })
     if (attempt.refused) {
