@@ -52,7 +52,7 @@ const routes: FastifyPluginAsyncTypebox = async function (fastify) {
     }
   }, async function (request, reply) {
     const user = await users.register(request.body.username, request.body.password, 'user', auditContext(request))
-    return reply.code(201).send(user)
+    return reply.code(201).header('cache-control', 'no-store').send(user)
   })
 
   fastify.post('/login', {

@@ -1,6 +1,6 @@
 // HTTP-level hardening: headers, CORS, body limits, and logs that never hold a secret.
 import t from 'tap'
-import { bearer, build, context, PASSWORD, signUp } from '../helper.js'
+import { bearer, build, context, login, PASSWORD, signUp } from '../helper.js'
 
 const ctx = await context(t)
 const lines: string[] = []
@@ -105,5 +105,30 @@ t.test('every route that takes a body answers 400 to a request with none, never 
     const res = await app.inject({ method: method as 'POST', url, headers: bearer(admin.access) })
     t.equal(res.statusCode, 400, `${method} ${url}`)
     t.equal(res.json().error, 'Bad Request')
+  }
+})
+
+t.test('every response that carries user data is Cache-Control: no-store', async (t) => {
+  const admin = await signUp(app, ctx, { role: 'admin' })
+  const user = await signUp(app, ctx)
+  const sid = JSON.parse(Buffer.from(user.access.split('.')[1], 'base64url').toString()).sid
+  const other = await login(app, user.username)
+  const asAdmin = bearer(admin.access)
+  const responses: Array<[string, Awaited<ReturnType<typeof app.inject>>]> = [
+    ['register', await app.inject({ method: 'POST', url: '/auth/register', payload: { username: ctx.username('cache'), password: PASSWORD } })],
+    ['login', await app.inject({ method: 'POST', url: '/auth/login', payload: { username: user.username, password: PASSWORD } })],
+    ['refresh', await app.inject({ method: 'POST', url: '/auth/refresh', payload: { refresh_token: other.refresh } })],
+    ['me', await app.inject({ url: '/auth/me', headers: bearer(user.access) })],
+    ['sessions', await app.inject({ url: '/auth/sessions', headers: bearer(user.access) })],
+    ['users', await app.inject({ url: '/users', headers: asAdmin })],
+    ['user', await app.inject({ url: `/users/${user.id}`, headers: asAdmin })],
+    ['patch user', await app.inject({ method: 'PATCH', url: `/users/${user.id}`, headers: asAdmin, payload: { disabled: false } })],
+    ['change-role', await app.inject({ method: 'POST', url: '/auth/change-role', headers: asAdmin, payload: { username: user.username, role: 'user' } })],
+    ['audit', await app.inject({ url: `/audit?userId=${user.id}`, headers: asAdmin })],
+    ['delete session', await app.inject({ method: 'DELETE', url: `/auth/sessions/${sid}`, headers: bearer(other.access) })]
+  ]
+  for (const [name, res] of responses) {
+    t.ok(res.statusCode < 300, `${name}: ${res.statusCode}`)
+    t.equal(res.headers['cache-control'], 'no-store', name)
   }
 })
