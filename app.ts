@@ -19,15 +19,19 @@ import auditPlugin from './plugins/app/audit/index.js'
 import swaggerPlugin from './plugins/external/swagger.js'
 import securityPlugin from './plugins/external/security.js'
 import lockoutPlugin from './plugins/app/lockout/index.js'
+import clientsPlugin from './plugins/app/clients/index.js'
 import { errorHandler } from './lib/errors.js'
 import { sharedSchemas } from './schemas/common.js'
 import { ChangePasswordBody, ChangeRoleBody, Credentials, LoginBody, Me, PasswordGrant, RefreshBody, Session, TokenPair } from './schemas/auth.js'
 import { PatchUserBody, User, UserPage } from './schemas/users.js'
 import { AuditEvent, AuditPage } from './schemas/audit.js'
 import { Health, Readiness } from './schemas/health.js'
+import { clientSchemas } from './schemas/clients.js'
 import authRoutes from './routes/auth/index.js'
+import verifyRoutes from './routes/auth/verify.js'
 import userRoutes from './routes/users/index.js'
 import auditRoutes from './routes/audit/index.js'
+import clientRoutes from './routes/clients/index.js'
 import healthRoutes from './routes/health/index.js'
 import wellKnownRoutes, { Jwks } from './routes/well-known/index.js'
 
@@ -114,7 +118,7 @@ async function app (fastify: FastifyInstance, opts: AppOptions): Promise<void> {
 
   for (const schema of [...sharedSchemas, User, UserPage, PatchUserBody, Credentials, LoginBody,
     PasswordGrant, TokenPair, RefreshBody, Me, ChangeRoleBody, ChangePasswordBody, Session,
-    AuditEvent, AuditPage, Health, Readiness, Jwks]) {
+    AuditEvent, AuditPage, Health, Readiness, Jwks, ...clientSchemas]) {
     fastify.addSchema(schema)
   }
 
@@ -158,6 +162,7 @@ async function app (fastify: FastifyInstance, opts: AppOptions): Promise<void> {
     accessTtl: config.ACCESS_TOKEN_TTL,
     purgeIntervalMs: opts.purgeIntervalMs
   })
+  await fastify.register(clientsPlugin)
   await fastify.register(securityPlugin, { corsOrigins: config.corsOrigins })
   await fastify.register(swaggerPlugin)
 
@@ -175,8 +180,10 @@ async function app (fastify: FastifyInstance, opts: AppOptions): Promise<void> {
   await fastify.register(healthRoutes)
   await fastify.register(wellKnownRoutes)
   await fastify.register(authRoutes, { prefix: '/auth' })
+  await fastify.register(verifyRoutes, { prefix: '/auth' })
   await fastify.register(userRoutes, { prefix: '/users' })
   await fastify.register(auditRoutes, { prefix: '/audit' })
+  await fastify.register(clientRoutes, { prefix: '/clients' })
 }
 
 // Not encapsulated: the server (and a test) sees the decorators the app adds.

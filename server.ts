@@ -25,7 +25,7 @@ await server.register(app, { config })
 // Once shutdown begins, a request still in flight on a keep-alive connection answers with
 // `Connection: close`; otherwise its idle connection would hold the shutdown open until
 // the client hung up or the grace delay ran out (exit 1). Fastify closes only the
-// connections that are idle when close() starts (test/shutdown.test.ts).
+// connections that are idle when close() starts (test/integration/shutdown.test.ts).
 let closing = false
 server.addHook('preClose', async () => { closing = true })
 // Callback-style: it runs on every response, and an async hook costs a promise each.

@@ -30,7 +30,7 @@ export const ARGON2 = {
 
 /**
  * The node flags production runs the service with: those of `npm start` (package.json),
- * which the Dockerfile's CMD repeats (test/deploy.test.ts). The benchmark runs what
+ * which the Dockerfile's CMD repeats (test/integration/deploy.test.ts). The benchmark runs what
  * production runs.
  */
 export const PRODUCTION_NODE_ARGS: string[] = productionNodeArgs()

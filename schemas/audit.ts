@@ -1,10 +1,11 @@
 import { Type, type Static } from '@sinclair/typebox'
-import { Cursor, optionalDefaults, PageQuery, Uuid } from './common.js'
+import { Cursor, optionalDefaults, PageQuery, Uuid, UUID_PATTERN } from './common.js'
 
 export const AuditType = Type.Union([
   'register', 'login', 'login_failed', 'login_locked', 'logout', 'logout_all', 'refresh_reuse',
   'role_changed', 'password_changed', 'user_disabled', 'user_enabled', 'user_deleted',
-  'session_revoked', 'rate_limited', 'password_change_failed', 'lockout_cleared'
+  'session_revoked', 'rate_limited', 'client_created', 'client_deleted', 'client_secret_rotated',
+  'password_change_failed', 'lockout_cleared'
 ].map((t) => Type.Literal(t)))
 export type AuditType = Static<typeof AuditType>
 
@@ -37,5 +38,5 @@ export const AuditPage = Type.Object({
 }, { $id: 'AuditPage', description: 'A page of audit events, newest first' })
 
 export const AuditQuery = optionalDefaults(Type.Composite([PageQuery, Type.Object({
-  userId: Type.Optional(Type.String({ format: 'uuid', pattern: Uuid.pattern, description: 'Only events whose actor or subject is this user' }))
+  userId: Type.Optional(Type.String({ format: 'uuid', pattern: UUID_PATTERN, description: 'Only events whose actor or subject is this user' }))
 })]))

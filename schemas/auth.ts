@@ -1,5 +1,5 @@
 import { Type, type Static } from '@sinclair/typebox'
-import { ref, Role } from './common.js'
+import { NO_NUL, ref, Role } from './common.js'
 import { Username } from './users.js'
 
 // A username is looked up only in the form registration accepts (ASCII letters, digits,
@@ -10,7 +10,7 @@ const LoginUsername = Type.String({ minLength: Username.minLength, maxLength: Us
 
 // 8–128 characters, every one counts (argon2 hashes the whole string); no NUL bytes.
 // The upper bound keeps a hostile client from buying a slow hash with a huge password.
-export const Password = Type.String({ minLength: 8, maxLength: 128, pattern: '^[^\\u0000]*$', example: 'correct horse battery' })
+export const Password = Type.String({ minLength: 8, maxLength: 128, pattern: NO_NUL, example: 'correct horse battery' })
 
 export const Credentials = Type.Object({
   username: Username,
@@ -22,7 +22,7 @@ export type Credentials = Static<typeof Credentials>
 export const PasswordGrant = Type.Object({
   grant_type: Type.Optional(Type.Literal('password')),
   username: LoginUsername,
-  password: Type.String({ minLength: 1, maxLength: 128, pattern: '^[^\\u0000]*$' }),
+  password: Type.String({ minLength: 1, maxLength: 128, pattern: NO_NUL }),
   scope: Type.Optional(Type.String({ maxLength: 256 })),
   client_id: Type.Optional(Type.String({ maxLength: 256 }))
 }, {
@@ -33,7 +33,7 @@ export const PasswordGrant = Type.Object({
 
 export const LoginBody = Type.Object({
   username: LoginUsername,
-  password: Type.String({ minLength: 1, maxLength: 128, pattern: '^[^\\u0000]*$' })
+  password: Type.String({ minLength: 1, maxLength: 128, pattern: NO_NUL })
 }, { $id: 'LoginBody', example: { username: 'alice', password: 'correct horse battery' } })
 export type LoginBody = Static<typeof LoginBody>
 

@@ -22,9 +22,15 @@ export const HttpError = Type.Object({
 }, { $id: 'HttpError', description: 'Fastify error shape: no stack trace, no SQL or Redis text' })
 export type HttpError = Static<typeof HttpError>
 
+// PostgreSQL text cannot hold NUL: a string that reaches a query must not carry one
+// (it would be a 500, not a 400).
+export const NO_NUL = '^[^\\u0000]*$'
+
 // ajv's `uuid` format also accepts a `urn:uuid:` prefix, which PostgreSQL's uuid type
 // refuses (a 500): the pattern pins the plain 8-4-4-4-12 form.
-export const Uuid = Type.String({ format: 'uuid', pattern: '^[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}$' })
+export const UUID_PATTERN = '^[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}$'
+
+export const Uuid = Type.String({ format: 'uuid', pattern: UUID_PATTERN })
 
 export const IdParams = Type.Object({ id: Uuid })
 

@@ -118,7 +118,7 @@ export async function build (t: Teardown, ctx: TestContext, overrides: Overrides
     REDIS_KEY_PREFIX: ctx.redisKeyPrefix,
     JWT_SECRET,
     LOG_LEVEL: 'silent',
-    // Cheaper hashes keep the suite fast; test/passwords.test.ts checks the real defaults.
+    // Cheaper hashes keep the suite fast; test/security/passwords.test.ts checks the real defaults.
     ARGON2_MEMORY_COST: 8192,
     ARGON2_TIME_COST: 1,
     LOGIN_RATE_LIMIT: 10_000,

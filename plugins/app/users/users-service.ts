@@ -4,6 +4,7 @@
 import { randomBytes } from 'node:crypto'
 import argon2 from 'argon2'
 import type { Role, User } from '../../../schemas/users.js'
+import { UUID_PATTERN } from '../../../schemas/common.js'
 import { BadCredentials, Conflict, Forbidden, InvalidToken, NotFound, RetryLater, WeakPassword, WrongPassword } from '../../../lib/errors.js'
 import { clientKey } from '../../../lib/client-ip.js'
 import { loadPasswordPolicy, passwordProblem } from '../../../lib/password-policy.js'
@@ -27,7 +28,7 @@ export type UserRef = { id: string, username?: undefined } | { id?: undefined, u
 const NO_USER = '00000000-0000-0000-0000-000000000000'
 
 // The full UUID shape: 36 hex-or-dash characters in any order would reach ::uuid as a 500.
-const CURSOR_PATTERNS = [/^[0-9]{1,18}$/, /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/]
+const CURSOR_PATTERNS = [/^[0-9]{1,18}$/, new RegExp(UUID_PATTERN)]
 
 export class UserService {
   private dummyHash = ''

@@ -8,7 +8,7 @@ import SwaggerParser from '@apidevtools/swagger-parser'
 import { Ajv, type ValidateFunction } from 'ajv'
 import addFormatsModule from 'ajv-formats'
 import type { FastifyInstance, InjectOptions, LightMyRequestResponse } from 'fastify'
-import { bearer, build, context, login, PASSWORD, privateRedis, signUp } from './helper.js'
+import { bearer, build, context, login, PASSWORD, privateRedis, signUp } from '../helper.js'
 
 const addFormats = addFormatsModule.default
 
@@ -18,8 +18,11 @@ const CONTRACT = [
   'POST /auth/register', 'POST /auth/login', 'POST /auth/refresh', 'GET /auth/me',
   'POST /auth/change-role', 'POST /auth/logout', 'POST /auth/logout-all', 'GET /auth/sessions',
   'DELETE /auth/sessions/{id}', 'POST /auth/change-password', 'GET /users', 'GET /users/{id}',
-  'PATCH /users/{id}', 'DELETE /users/{id}', 'DELETE /users/{id}/lockout', 'GET /audit', 'GET /health', 'GET /ready'
+  'PATCH /users/{id}', 'DELETE /users/{id}', 'DELETE /users/{id}/lockout', 'GET /audit', 'GET /health', 'GET /ready',
+  'GET /auth/verify', 'POST /clients', 'GET /clients', 'DELETE /clients/{id}', 'POST /clients/{id}/secret'
 ]
+// Responses whose meaning is their status and headers, without a body: the gateway check.
+const HEADERS_ONLY = ['GET /auth/verify 200']
 const METHODS = ['get', 'put', 'post', 'delete', 'options', 'head', 'patch', 'trace']
 const COMPONENT = '#/components/schemas/'
 // Components registered always whose route exists only with some configuration.
@@ -212,7 +215,8 @@ t.test('security schemes: bearer JWT and the OAuth 2.0 password grant at /auth/l
 
   const signedIn = ['GET /auth/me', 'POST /auth/change-role', 'POST /auth/logout', 'POST /auth/logout-all',
     'GET /auth/sessions', 'DELETE /auth/sessions/{id}', 'POST /auth/change-password', 'GET /users',
-    'GET /users/{id}', 'PATCH /users/{id}', 'DELETE /users/{id}', 'DELETE /users/{id}/lockout', 'GET /audit']
+    'GET /users/{id}', 'PATCH /users/{id}', 'DELETE /users/{id}', 'DELETE /users/{id}/lockout', 'GET /audit', 'GET /auth/verify',
+    'POST /clients', 'GET /clients', 'DELETE /clients/{id}', 'POST /clients/{id}/secret']
   for (const { key, op } of operations) {
     if (signedIn.includes(key)) {
       t.strictSame(op.security, [{ bearerAuth: [] }, { oauth2: [] }], `${key} takes a bearer token from either scheme`)
@@ -284,6 +288,8 @@ t.test('operations are fit for code generators', async (t) => {
         t.ok(isNamed(response.content['application/json'].schema), `${key} ${status} is a named component`)
       } else if (response.content !== undefined) {
         t.notOk(CONTRACT.includes(key), `${key} ${status}: every route of the contract answers JSON`)
+      } else if (HEADERS_ONLY.includes(`${key} ${status}`)) {
+        t.ok(Object.keys(response.headers ?? {}).length > 0, `${key} ${status} answers in headers`)
       } else {
         t.equal(status, '204', `${key} ${status} has a body`)
       }
@@ -519,6 +525,37 @@ t.test('every response of every route matches the document', async (t) => {
   await send('POST', '/auth/logout', { headers: bearer(second.access) })
   await send('POST', '/auth/logout-all', { headers: asAlice })
   await send('POST', '/auth/logout-all', { headers: asAlice })
+
+  // verify (the gateway check): 200, 400, 401, 403
+  const asErin = bearer((await signUp(app, ctx, { label: 'erin' })).access)
+  await send('GET', '/auth/verify', { headers: asErin })
+  await send('GET', '/auth/verify?role=admin', { headers: asAdmin })
+  await send('GET', '/auth/verify?role=root', { headers: asErin })
+  await send('GET', '/auth/verify')
+  await send('GET', '/auth/verify?role=admin', { headers: asErin })
+
+  // clients (admin): create 201, 400, 401, 403, 409, 413, 415; list 200, 401, 403;
+  // rotate 200, 400, 401, 403, 404; delete 204, 400, 401, 403, 404
+  const client = (await send('POST', '/clients', { headers: asAdmin, payload: { name: ctx.username('client') } })).json()
+  await send('POST', '/clients', { headers: asAdmin, payload: { name: client.name } })
+  await send('POST', '/clients', { headers: asAdmin, payload: { name: 12345678 } })
+  await send('POST', '/clients', { headers: asAdmin, payload: { name: 'x'.repeat(20_000) } })
+  await send('POST', '/clients', { headers: { ...asAdmin, ...text }, payload: 'hello' })
+  await send('POST', '/clients', { payload: { name: ctx.username('client') } })
+  await send('POST', '/clients', { headers: asErin, payload: { name: ctx.username('client') } })
+  await send('GET', '/clients', { headers: asAdmin })
+  await send('GET', '/clients')
+  await send('GET', '/clients', { headers: asErin })
+  await send('POST', `/clients/${client.id}/secret`, { headers: asAdmin })
+  await send('POST', '/clients/not-a-uuid/secret', { headers: asAdmin })
+  await send('POST', `/clients/${nobody}/secret`, { headers: asAdmin })
+  await send('POST', `/clients/${client.id}/secret`)
+  await send('POST', `/clients/${client.id}/secret`, { headers: asErin })
+  await send('DELETE', `/clients/${client.id}`, { headers: asErin })
+  await send('DELETE', `/clients/${client.id}`)
+  await send('DELETE', `/clients/${client.id}`, { headers: asAdmin })
+  await send('DELETE', '/clients/not-a-uuid', { headers: asAdmin })
+  await send('DELETE', `/clients/${nobody}`, { headers: asAdmin })
 
   // Whatever else the document lists (GET /metrics): once, signed in as admin.
   for (const { key, method, path } of operations) {

@@ -3,7 +3,7 @@
 import { readFileSync } from 'node:fs'
 import t from 'tap'
 
-const root = new URL('..', import.meta.url)
+const root = new URL('../..', import.meta.url)
 const start = JSON.parse(readFileSync(new URL('package.json', root), 'utf8')).scripts.start as string
 const cmd = /^CMD (\[.*\])$/m.exec(readFileSync(new URL('Dockerfile', root), 'utf8'))
 

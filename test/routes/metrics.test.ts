@@ -3,9 +3,9 @@
 import t from 'tap'
 import { Writable } from 'node:stream'
 import Fastify from 'fastify'
-import app, { serverOptions } from '../app.js'
-import { loadConfig } from '../plugins/external/config.js'
-import { BASE_REDIS_URL, bearer, build, context, JWT_SECRET, PASSWORD, signUp } from './helper.js'
+import app, { serverOptions } from '../../app.js'
+import { loadConfig } from '../../plugins/external/config.js'
+import { BASE_REDIS_URL, bearer, build, context, JWT_SECRET, PASSWORD, signUp } from '../helper.js'
 
 const ctx = await context(t)
 const server = await build(t, ctx)

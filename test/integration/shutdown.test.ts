@@ -8,11 +8,11 @@ import { once } from 'node:events'
 import { connect, type Socket } from 'node:net'
 import { tmpdir } from 'node:os'
 import { fileURLToPath } from 'node:url'
-import { BASE_REDIS_URL, context, freePort, JWT_SECRET, PASSWORD } from './helper.js'
+import { BASE_REDIS_URL, context, freePort, JWT_SECRET, PASSWORD } from '../helper.js'
 
 const ctx = await context(t)
 const port = await freePort()
-const serverTs = fileURLToPath(new URL('../server.ts', import.meta.url))
+const serverTs = fileURLToPath(new URL('../../server.ts', import.meta.url))
 
 // Outside the repository, so that a developer's .env cannot change what is tested.
 const child = spawn(process.execPath, ['--import', import.meta.resolve('tsx'), serverTs], {

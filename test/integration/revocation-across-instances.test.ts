@@ -1,11 +1,11 @@
 // Three instances on real sockets sharing PostgreSQL and Redis, under concurrent load:
-// a revocation at any one is refused at the others on every request that *started*
-// after the revoking call's response arrived (CONTRACT.md, revocation point 1), while
-// tokens it did not revoke keep working (point 2).
+// a revocation at any one is refused at the others (and at itself) on every request that
+// *started* after the revoking call's response arrived (CONTRACT.md, revocation point 1),
+// while tokens it did not revoke keep working (point 2).
 import t, { type Test } from 'tap'
 import type { AddressInfo } from 'node:net'
 import type { FastifyInstance } from 'fastify'
-import { build, context, httpCall as call, PASSWORD } from './helper.js'
+import { build, context, httpCall as call, PASSWORD } from '../helper.js'
 
 const ctx = await context(t)
 const apps: FastifyInstance[] = []
@@ -99,6 +99,7 @@ t.test('logout at A: refused at B and C from the next request on', async (t) => 
     async () => (await call(A, 'POST', '/auth/logout', { token: phone.access })).status)
   t.equal(run.status, 204)
   check(t, run, [phone.access], [laptop.access])
+  t.equal((await call(A, 'GET', '/auth/me', { token: phone.access })).status, 401, 'and at A, which revoked it')
   t.equal((await call(C, 'POST', '/auth/refresh', { body: { refresh_token: phone.refresh } })).status, 401, 'its refresh token too')
 })
 
@@ -111,6 +112,7 @@ t.test('change-role at B: refused at A and C; the bystander is untouched', async
     async () => (await call(B, 'POST', '/auth/change-role', { token: admin.access, body: { username: promoted.username, role: 'admin' } })).status)
   t.equal(run.status, 200)
   check(t, run, [promoted.access], [bystander.access, admin.access])
+  t.equal((await call(B, 'GET', '/auth/me', { token: promoted.access })).status, 401, 'and at B, which revoked it')
   const again = await signIn(C, promoted.username)
   t.equal((await call(A, 'GET', '/auth/me', { token: again.access })).body.role, 'admin', 'the new login carries the new role')
 })

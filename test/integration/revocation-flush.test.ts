@@ -4,7 +4,7 @@
 // are still refused at both instances, while the tokens it did not revoke keep working.
 import t from 'tap'
 import type { FastifyInstance } from 'fastify'
-import { bearer, build, context, login, me, PASSWORD, privateRedis, signUp, type Account } from './helper.js'
+import { bearer, build, context, login, me, PASSWORD, privateRedis, signUp, type Account } from '../helper.js'
 
 const redis = await privateRedis(t)
 const ctx = await context(t)

@@ -1,0 +1,212 @@
+// Registered clients: other services that authenticate to this one with HTTP Basic
+// `clientId:clientSecret` (RFC 6749 §2.3.1), e.g. for token introspection.
+//
+// The secret is 256 random bits, stored only as its SHA-256 (why not argon2:
+// migrations/002.do.clients.sql). A check is a fast hash and a constant-time comparison,
+// against a record cached in Redis: a warm check makes one Redis command and no
+// PostgreSQL query, like an access-token check.
+//
+// Cache: `client:<clientId>` holds the record as JSON, or UNKNOWN for no such client
+// (never registered, or deleted). A miss reads PostgreSQL and fills with SET NX, so a fill
+// never overwrites what a change wrote. Rotation and deletion write the new state
+// unconditionally inside their transaction, before COMMIT (Redis unreachable: roll back,
+// 503, nothing changed) and once more after it: the old secret is refused from the moment
+// the call returns. What is left open is the exposure docs/revocation.md describes for
+// sessions without its epoch guard: a fill that read the old row before the COMMIT and
+// lands after both writes, which only a FLUSHALL in between makes possible; it lasts until
+// the entry's TTL.
+import { createHash, randomBytes, timingSafeEqual } from 'node:crypto'
+import type { PoolClient } from 'pg'
+import type { Redis } from 'ioredis'
+import type { Client, ClientCredentials } from '../../../schemas/clients.js'
+import { Conflict, NotFound, Unavailable } from '../../../lib/errors.js'
+import { withTimeout } from '../../../lib/timeout.js'
+import type { ClientRecord, ClientsRepository, Queryable } from './clients-repository.js'
+
+export interface ClientsDb extends Queryable {
+  transact: <T>(fn: (client: PoolClient) => Promise<T>) => Promise<T>
+}
+
+/** The two halves of HTTP Basic client credentials, form-urlencoding undone. */
+export interface BasicCredentials {
+  clientId: string
+  clientSecret: string
+}
+
+const CLIENT_ID = /^[A-Za-z0-9_-]{22}$/
+// Basic's token68, of a sane size: anything longer is refused before decoding.
+const BASIC = /^Basic +([A-Za-z0-9+/]+={0,2})$/i
+const MAX_HEADER_LENGTH = 1024
+const UNKNOWN = '-'
+/** Long enough that a busy client is served from Redis; a change rewrites the entry anyway. */
+const CACHE_TTL_MS = 10 * 60_000
+/** A read of the truth on the request path gives up after this long (503), as for tokens. */
+const READ_TIMEOUT_MS = 800
+// Compared against when the client is unknown, so that an unknown client costs the same
+// hash and comparison as a wrong secret.
+const DUMMY_HASH = createHash('sha256').update(randomBytes(32)).digest()
+
+export function hashSecret (secret: string): Buffer {
+  return createHash('sha256').update(secret).digest()
+}
+
+function formDecode (value: string): string | null {
+  try {
+    return decodeURIComponent(value.replace(/\+/g, ' '))
+  } catch {
+    return null
+  }
+}
+
+/**
+ * `Authorization: Basic base64(urlencode(clientId) ":" urlencode(clientSecret))`
+ * (RFC 6749 §2.3.1, RFC 7617); null when missing or malformed.
+ */
+export function parseBasic (header: string | undefined): BasicCredentials | null {
+  if (header === undefined || header.length > MAX_HEADER_LENGTH) return null
+  const match = BASIC.exec(header)
+  if (match === null) return null
+  const decoded = Buffer.from(match[1], 'base64').toString('utf8')
+  const colon = decoded.indexOf(':')
+  if (colon < 0) return null
+  const clientId = formDecode(decoded.slice(0, colon))
+  const clientSecret = formDecode(decoded.slice(colon + 1))
+  if (clientId === null || clientSecret === null) return null
+  return { clientId, clientSecret }
+}
+
+/**
+ * Does `secret` belong to `record`? The same work whether the record exists or not, and
+ * a constant-time comparison of fixed-length hashes, so timing tells nothing about the
+ * secret. (Whether a client id exists may show in timing: client ids are public, and
+ * random, so there is nothing to learn from that.)
+ */
+export function secretMatches (record: { secretHash: Buffer } | null, secret: string): boolean {
+  const same = timingSafeEqual(hashSecret(secret), record?.secretHash ?? DUMMY_HASH)
+  return same && record !== null
+}
+
+function cacheKey (clientId: string): string {
+  return 'client:' + clientId
+}
+
+function encode (record: ClientRecord): string {
+  const { secretHash, ...client } = record
+  return JSON.stringify({ ...client, secretHash: secretHash.toString('base64') })
+}
+
+function decode (value: string): ClientRecord | undefined {
+  try {
+    const parsed = JSON.parse(value)
+    const secretHash = Buffer.from(parsed.secretHash, 'base64')
+    if (typeof parsed.id !== 'string' || secretHash.length !== 32) return undefined
+    return { id: parsed.id, clientId: parsed.clientId, name: parsed.name, createdAt: parsed.createdAt, secretHash }
+  } catch {
+    return undefined
+  }
+}
+
+export class ClientsService {
+  constructor (
+    private readonly repo: ClientsRepository,
+    private readonly db: ClientsDb,
+    private readonly redis: Redis
+  ) {}
+
+  async create (name: string): Promise<ClientCredentials> {
+    const clientId = randomBytes(16).toString('base64url')
+    const clientSecret = randomBytes(32).toString('base64url')
+    try {
+      // No cache write: a new random client id has never been looked up.
+      const client = await this.repo.insert(this.db, clientId, name, hashSecret(clientSecret))
+      return { ...client, clientSecret }
+    } catch (err) {
+      if ((err as { code?: string }).code === '23505') throw new Conflict('Client name is already taken')
+      throw err
+    }
+  }
+
+  list (): Promise<Client[]> {
+    return this.repo.list(this.db)
+  }
+
+  /** A new secret; the old one is refused from the moment this returns. */
+  async rotateSecret (id: string): Promise<ClientCredentials> {
+    const clientSecret = randomBytes(32).toString('base64url')
+    const secretHash = hashSecret(clientSecret)
+    const client = await this.change(
+      (tx) => this.repo.setSecret(tx, id, secretHash),
+      (changed) => encode({ ...changed, secretHash }))
+    return { ...client, clientSecret }
+  }
+
+  /** The client's credentials are refused from the moment this returns. */
+  async delete (id: string): Promise<Client> {
+    return await this.change((tx) => this.repo.delete(tx, id), () => UNKNOWN)
+  }
+
+  /**
+   * The client that `authorization` (an HTTP Basic header) authenticates, or null for a
+   * missing, malformed, unknown or wrong one.
+   */
+  async authenticateBasic (authorization: string | undefined): Promise<Client | null> {
+    const credentials = parseBasic(authorization)
+    if (credentials === null) return null
+    const record = CLIENT_ID.test(credentials.clientId) ? await this.lookup(credentials.clientId) : null
+    if (!secretMatches(record, credentials.clientSecret)) return null
+    const { secretHash: _, ...client } = record as ClientRecord
+    return client
+  }
+
+  /** The client's record: from Redis when cached, else from PostgreSQL (and cached). */
+  private async lookup (clientId: string): Promise<ClientRecord | null> {
+    const key = cacheKey(clientId)
+    let cached: string | null | undefined
+    try {
+      cached = await this.redis.get(key)
+    } catch {
+      cached = undefined // Redis unreachable: PostgreSQL alone decides, nothing is filled
+    }
+    if (cached === UNKNOWN) return null
+    const hit = typeof cached === 'string' ? decode(cached) : undefined
+    if (hit !== undefined) return hit
+    const record = await withTimeout(this.repo.findByClientId(this.db, clientId), READ_TIMEOUT_MS, () => new Unavailable())
+    if (cached !== undefined) {
+      await this.redis.set(key, record === null ? UNKNOWN : encode(record), 'PX', CACHE_TTL_MS, 'NX').catch(() => {})
+    }
+    return record
+  }
+
+  private async writeCache (key: string, value: string): Promise<void> {
+    try {
+      await this.redis.set(key, value, 'PX', CACHE_TTL_MS)
+    } catch {
+      throw new Unavailable()
+    }
+  }
+
+  /**
+   * Applies a change to one client in a transaction and writes the client's new cache
+   * entry before COMMIT and after it (see the top of this file).
+   */
+  private async change (apply: (tx: Queryable) => Promise<Client | null>, cached: (client: Client) => string): Promise<Client> {
+    let written: { key: string, value: string } | undefined
+    let client: Client
+    try {
+      client = await this.db.transact(async (tx) => {
+        const changed = await apply(tx)
+        if (changed === null) throw new NotFound('Client not found')
+        written = { key: cacheKey(changed.clientId), value: cached(changed) }
+        await this.writeCache(written.key, written.value)
+        return changed
+      })
+    } catch (err) {
+      // Rolled back after the entry was written: drop it, the next check reads the truth.
+      if (written !== undefined) await this.redis.del(written.key).catch(() => {})
+      throw err
+    }
+    const { key, value } = written as { key: string, value: string }
+    await this.redis.set(key, value, 'PX', CACHE_TTL_MS).catch(() => {})
+    return client
+  }
+}
