@@ -499,7 +499,7 @@ t.test('the last-admin rule holds under concurrent requests', async (t) => {
         del(a.access, b.id), del(b.access, a.id)
       ])).map((r) => r.statusCode)
       t.ok(statuses.some((s) => s === 200 || s === 204), `round ${round}, mixed: something succeeds (${statuses})`)
-      t.ok(statuses.every((s) => [200, 204, 401, 403, 404, 409].includes(s)), 'the rest are refused, never a 500')
+      t.ok(statuses.every((s) => [200, 204, 401, 403, 404, 409].includes(s)), `the rest are refused, never a 500 (${statuses})`)
       t.equal((await activeAdmins()).length, 1, 'exactly one active admin is left')
     }
   })
@@ -567,7 +567,8 @@ t.test('authority is checked at commit, not only at the door', async (t) => {
     const a = await signUp(wide, ctx, { role: 'admin', label: 'loggedout' })
     const target = await signUp(wide, ctx, { label: 'target' })
     t.equal((await me(wide, a.access)).statusCode, 200)
-    const release = await hold("SELECT id FROM users WHERE role = 'admin' AND NOT disabled FOR UPDATE", [])
+    // A share of A's row: the change waits for it, a logout (which takes a lesser share) does not.
+    const release = await hold('SELECT id FROM users WHERE id = $1 FOR SHARE', [a.id])
     const change = wide.inject({ method: 'PATCH', url: `/users/${target.id}`, headers: bearer(a.access), payload: { disabled: true } })
     await untilWaiting(1)
     // The session ends (a logout, from another tab) while the change waits.
@@ -577,6 +578,36 @@ t.test('authority is checked at commit, not only at the door', async (t) => {
     t.equal(res.statusCode, 401)
     t.match(res.headers['www-authenticate'], /^Bearer/)
     t.match(await userRow(target.id), { disabled: false }, 'nothing changed')
+  })
+
+  t.test('checked at commit without deadlocks: an admin\'s change while its session refreshes, a deletion while the user logs out', async (t) => {
+    const a = await signUp(wide, ctx, { role: 'admin', label: 'busy' })
+    const target = await signUp(wide, ctx, { label: 'target' })
+    let tokens = { access: a.access, refresh: a.refresh }
+    const statuses: number[] = []
+    for (let i = 0; i < 30; i++) {
+      const [change, refreshed] = await Promise.all([
+        wide.inject({ method: 'PATCH', url: `/users/${target.id}`, headers: bearer(tokens.access), payload: { disabled: i % 2 === 0 } }),
+        wide.inject({ method: 'POST', url: '/auth/refresh', payload: { refresh_token: tokens.refresh } })
+      ])
+      statuses.push(change.statusCode, refreshed.statusCode)
+      tokens = { access: refreshed.json().access_token, refresh: refreshed.json().refresh_token }
+    }
+    t.strictSame([...new Set(statuses)], [200], 'every change and every refresh went through')
+
+    const root2 = await signUp(wide, ctx, { role: 'admin', label: 'deleter' })
+    const outcomes: number[] = []
+    for (let i = 0; i < 15; i++) {
+      const leaving = await signUp(wide, ctx, { label: 'leaving' })
+      const [deleted, loggedOut] = await Promise.all([
+        wide.inject({ method: 'DELETE', url: `/users/${leaving.id}`, headers: bearer(root2.access) }),
+        wide.inject({ method: 'POST', url: '/auth/logout', headers: bearer(leaving.access) })
+      ])
+      t.equal(deleted.statusCode, 204)
+      outcomes.push(loggedOut.statusCode)
+      ctx.forget(leaving.id)
+    }
+    t.ok(outcomes.every((s) => s === 204 || s === 401), `logouts: 204, or 401 once the user is gone, never 503 (${outcomes})`)
   })
 
   t.test('a user\'s own writes need the session live at commit: change-password after logout-all', async (t) => {

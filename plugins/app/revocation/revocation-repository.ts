@@ -24,17 +24,21 @@ export class RevocationRepository {
   }
 
   /**
-   * Inside a transaction: locks the user's row and the session's, and says whether the
-   * session is live. Held until COMMIT, the locks keep it so: a logout, logout-all, role
-   * change or disable that has not committed yet waits for us, and one that committed
-   * first is seen.
+   * Inside a transaction: whether the session is live, with the user's row and the
+   * session's locked until COMMIT (`lock`), or read as they are (the caller holds the
+   * user's row already, see RevocationService.requireLiveSession).
    */
-  async lockLiveSession (userId: string, sid: string, client: Queryable): Promise<boolean> {
+  async sessionLive (userId: string, sid: string, client: Queryable, lock: boolean): Promise<boolean> {
     const { rows } = await client.query(
       `SELECT 1 FROM sessions s JOIN users u ON u.id = s.user_id
         WHERE s.id = $2 AND s.user_id = $1 AND s.revoked_at IS NULL AND s.expires_at > clock_timestamp()
           AND s.created_at > u.revoked_after AND NOT u.disabled
-          FOR NO KEY UPDATE`, [userId, sid])
+          ${lock ? 'FOR NO KEY UPDATE' : ''}`, [userId, sid])
     return rows.length > 0
+  }
+
+  /** Inside a transaction: a share of the user's row until COMMIT (RevocationService.holdUser). */
+  async holdUser (userId: string, client: Queryable): Promise<void> {
+    await client.query('SELECT 1 FROM users WHERE id = $1 FOR KEY SHARE', [userId])
   }
 }

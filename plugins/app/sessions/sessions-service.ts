@@ -94,6 +94,7 @@ export class SessionService {
   async end (userId: string, sid: string, callerSid?: string | null): Promise<boolean> {
     return await this.revocation.revoke(async (client, revoked) => {
       await this.revocation.requireLiveSession(client, userId, callerSid)
+      await this.revocation.holdUser(client, userId)
       if (!await this.repository.revoke(userId, sid, client)) return false
       revoked.session(userId, sid)
       return true

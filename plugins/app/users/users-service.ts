@@ -148,7 +148,7 @@ export class UserService {
     // can slip in before COMMIT) is refused here, and so is a session that ended.
     if (actor.actorId !== null) {
       if (!admins.includes(actor.actorId)) throw new Forbidden('Requires role admin')
-      await this.revocation.requireLiveSession(client, actor.actorId, actor.sessionId)
+      await this.revocation.requireLiveSession(client, actor.actorId, actor.sessionId, { userLocked: true })
     }
     const current = await this.repository.lock(target, client)
     if (current === null) throw new NotFound('User not found')
@@ -233,6 +233,7 @@ export class UserService {
       await this.audit.record({ ...ctx, type: 'password_change_failed', subjectId: userId, detail: { reason: 'bad_password', failures: attempt.failures, sessionEnded: endSession } })
       if (!endSession) throw new WrongPassword()
       await this.revocation.revoke(async (client, revoked) => {
+        await this.revocation.holdUser(client, userId)
         if (await this.repository.endSession(userId, ctx.sessionId as string, client)) revoked.session(userId, ctx.sessionId as string)
       })
       throw new InvalidToken('Too many wrong passwords: this session has ended')
