@@ -2,7 +2,8 @@
 import { existsSync } from 'node:fs'
 import Fastify from 'fastify'
 import closeWithGrace from 'close-with-grace'
-import app, { serverOptions } from './app.js'
+import app from './app.js'
+import { serverOptions } from './lib/server-options.js'
 import { ConfigError, loadConfig } from './plugins/external/config.js'
 
 // A .env file in the working directory fills in what the real environment does not set.
@@ -10,7 +11,7 @@ if (existsSync('.env')) process.loadEnvFile('.env')
 
 let config
 try {
-  config = loadConfig({ HOST: process.env.HOST, ...process.env })
+  config = loadConfig(process.env)
 } catch (err) {
   if (err instanceof ConfigError) {
     process.stderr.write(err.message + '\n')

@@ -14,14 +14,12 @@ export const Conflict = createError('AUTH_CONFLICT', '%s', 409)
 export const WeakPassword = createError('AUTH_WEAK_PASSWORD', '%s', 400)
 export const WrongPassword = createError('AUTH_WRONG_PASSWORD', 'Current password is wrong', 403)
 export const TooManyRequests = createError('AUTH_TOO_MANY_REQUESTS', '%s', 429)
-
-/** A 429 that says when to try again (the error handler sends it as Retry-After). */
-export class RetryLater extends TooManyRequests {
-  constructor (message: string, readonly retryAfter: number) {
-    super(message)
-  }
-}
 export const Unavailable = createError('AUTH_UNAVAILABLE', 'Service temporarily unavailable, try again', 503)
+
+/** A 429 that tells the client when to try again (the error handler sends Retry-After). */
+export function tooManyRequests (message: string, retryAfterSeconds: number): Error {
+  return Object.assign(new TooManyRequests(message), { retryAfter: retryAfterSeconds })
+}
 
 const NETWORK_CODES = new Set([
   'ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', 'ENOTFOUND', 'EHOSTUNREACH',
@@ -68,9 +66,8 @@ export function errorHandler (this: unknown, err: FastifyError, request: Fastify
     message = 'Internal Server Error'
     code = undefined
   }
-  // Not `instanceof`: @fastify/error's instanceof is true for every error of the same code.
-  const { retryAfter } = err as Partial<RetryLater>
-  if (typeof retryAfter === 'number') reply.header('retry-after', String(retryAfter))
+  const { retryAfter } = err as { retryAfter?: unknown }
+  if (status === 429 && typeof retryAfter === 'number') reply.header('retry-after', String(retryAfter))
   if (status === 401) {
     // RFC 6750 §3: every 401 names the scheme; an error code only when a token was presented.
     reply.header('www-authenticate', code === 'AUTH_INVALID_TOKEN'

@@ -34,7 +34,8 @@ export interface TokenOptions {
 
 export interface Tokens {
   accessTtl: number
-  signAccess: (claims: { sub: string, username: string, role: Role, sid: string, sca: number }) => string
+  /** `short`: a lifetime below accessTtl (seconds from `iat`), for a session that ends sooner. */
+  signAccess: (claims: { sub: string, username: string, role: Role, sid: string, sca: number }, short?: { iat: number, ttl: number }) => string
   /** The claims of the bearer token in an Authorization header; throws a TokenError otherwise. */
   verifyBearer: (header: string) => AccessClaims
 }
@@ -90,14 +91,16 @@ export function createTokens (opts: TokenOptions): Tokens {
     }
   }
 
-  const sign = createSigner({
+  const signerOptions = {
     key: keys?.privatePem ?? opts.secret,
-    algorithm: keys?.alg ?? 'HS256',
+    algorithm: (keys?.alg ?? 'HS256') as Algorithm,
     kid: keys?.kid,
     iss: opts.issuer,
-    aud: opts.audience,
-    expiresIn: opts.accessTtl * 1000
-  })
+    aud: opts.audience
+  }
+  const sign = createSigner({ ...signerOptions, expiresIn: opts.accessTtl * 1000 })
+  // For a token that must end with its session (SESSION_MAX_LIFETIME): iat and exp given.
+  const signUntil = createSigner(signerOptions)
 
   function verifyBearer (header: string): AccessClaims {
     const match = header.length <= MAX_HEADER_LENGTH ? BEARER.exec(header) : null
@@ -117,8 +120,10 @@ export function createTokens (opts: TokenOptions): Tokens {
 
   return {
     accessTtl: opts.accessTtl,
-    signAccess ({ sub, username, role, sid, sca }) {
-      return sign({ sub, preferred_username: username, role, sid, sca, jti: randomUUID() })
+    signAccess ({ sub, username, role, sid, sca }, short) {
+      const payload = { sub, preferred_username: username, role, sid, sca, jti: randomUUID() }
+      if (short === undefined) return sign(payload)
+      return signUntil({ ...payload, iat: short.iat, exp: short.iat + short.ttl })
     },
     verifyBearer: cachedVerifier(verifyBearer, opts.accessTtl)
   }

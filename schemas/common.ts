@@ -58,8 +58,8 @@ export const PageQuery = optionalDefaults(Type.Object({
 /** OpenAPI security requirement of the routes that need a signed-in user. */
 export const bearer: Array<Record<string, string[]>> = [{ bearerAuth: [] }, { oauth2: [] }]
 
-/** Shared schemas every route may reference; registered once in app.ts. */
-export const sharedSchemas: TSchema[] = [HttpError, Role]
+/** The shared schemas of this file, added once with addSchema (schemas/index.ts). */
+export const commonSchemas: TSchema[] = [HttpError, Role]
 
 const retryAfter = { 'retry-after': { type: 'integer', description: 'Seconds to wait before trying again' } }
 

@@ -1,4 +1,4 @@
-import { Type } from '@sinclair/typebox'
+import { Type, type TSchema } from '@sinclair/typebox'
 
 const Check = Type.Union([Type.Literal('ok'), Type.Literal('down')])
 
@@ -12,3 +12,6 @@ export const Readiness = Type.Object({
   description: 'Whether PostgreSQL and Redis answer; `status` is `down` when either does not',
   example: { status: 'ok', checks: { postgres: 'ok', redis: 'ok' } }
 })
+
+/** The shared schemas of this file, added once with addSchema (schemas/index.ts). */
+export const healthSchemas: TSchema[] = [Health, Readiness]

@@ -31,6 +31,12 @@ export const EnvSchema = Type.Object({
   JWT_AUDIENCE: Type.String({ minLength: 1, default: 'auth-service' }),
   ACCESS_TOKEN_TTL: PositiveInt(900, 'seconds'),
   REFRESH_TOKEN_TTL: PositiveInt(2592000, 'seconds'),
+  // Seconds after a rotation during which the just-used refresh token gets the same
+  // successor again (a client's retry, two tabs); 0: none, every reuse ends the session.
+  REFRESH_REUSE_INTERVAL: Type.Integer({ minimum: 0, default: 10, description: 'seconds' }),
+  // A session ends this long after its login however often it is refreshed (ASVS 3.3.2).
+  SESSION_MAX_LIFETIME: PositiveInt(7776000, 'seconds'),
+  REFRESH_RATE_LIMIT: PositiveInt(30, 'refreshes per minute per session'),
   ADMIN_USERNAME: Type.Optional(Type.String({ pattern: '^[A-Za-z0-9_.-]{3,32}$' })),
   ADMIN_PASSWORD: Type.Optional(Type.String({ minLength: 8, maxLength: 128 })),
   LOGIN_RATE_LIMIT: PositiveInt(10, 'login attempts per minute per client IP'),
@@ -48,7 +54,8 @@ export const EnvSchema = Type.Object({
   ),
   ARGON2_MEMORY_COST: Type.Integer({ minimum: 8192, default: 19456, description: 'KiB' }),
   ARGON2_TIME_COST: Type.Integer({ minimum: 1, default: 2 }),
-  ARGON2_PARALLELISM: Type.Integer({ minimum: 1, maximum: 16, default: 1 })
+  ARGON2_PARALLELISM: Type.Integer({ minimum: 1, maximum: 16, default: 1 }),
+  AUDIT_RETENTION_DAYS: PositiveInt(365, 'audit events older than this many days are deleted')
 })
 
 export type Config = Static<typeof EnvSchema> & {

@@ -114,9 +114,15 @@ export default fp<DbOptions>(async function dbPlugin (fastify, opts) {
     // (a crash, a partition), so an idle pooled connection is dropped, not reused and hung on.
     keepAlive: true,
     keepAliveInitialDelayMillis: 10_000
-    // A broken connection must not take the process down; the next query reconnects.
-    // (pg emits 'error' on idle clients when the server goes away.)
   })
-  fastify.pg.pool.on('error', (err) => fastify.log.warn({ err: { message: err.message } }, 'idle PostgreSQL client error'))
+  const { pool } = fastify.pg
+  // A broken connection must not take the process down; the next query reconnects.
+  // (pg emits 'error' on idle clients when the server goes away.)
+  pool.on('error', (err) => fastify.log.warn({ err: { message: err.message } }, 'idle PostgreSQL client error'))
   fastify.decorate('db', fastify.pg)
-}, { name: 'db', dependencies: ['config'] })
+
+  const { metrics } = fastify
+  metrics.gauge('pg_pool_total_connections', 'PostgreSQL connections open in the pool', () => pool.totalCount)
+  metrics.gauge('pg_pool_idle_connections', 'PostgreSQL connections idle in the pool', () => pool.idleCount)
+  metrics.gauge('pg_pool_waiting_clients', 'Queries waiting for a PostgreSQL connection', () => pool.waitingCount)
+}, { name: 'db', dependencies: ['metrics'] })

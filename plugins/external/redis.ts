@@ -68,8 +68,8 @@ export function createRedisClient (urlString: string, keyPrefix: string, topolog
     maxRetriesPerRequest: 0,
     // TCP keepalive notices a dead peer on an idle connection.
     keepAlive: 10_000,
-    // Commands issued in the same tick (concurrent requests) share one write: the
-    // socket write was the largest single cost of an authenticated request.
+    // Commands issued in the same tick (concurrent requests) share one socket write
+    // instead of one write each.
     enableAutoPipelining: true
   }
   const mode = topology.mode ?? 'standalone'
@@ -139,7 +139,7 @@ export default fp<RedisOptions>(async function redisPlugin (fastify, opts) {
 
   // Deliberate start-up policy: refuse to start without Redis (one clear line, exit 1),
   // so a misconfigured REDIS_URL is caught at deploy time. Once running, the service
-  // survives Redis going away (see plugins/revocation.ts).
+  // survives Redis going away (see plugins/app/revocation/index.ts).
   const timeoutMs = opts.connectTimeoutMs ?? 5000
   try {
     await withTimeout(client.connect(), timeoutMs, () => new Error('timed out'))
@@ -161,8 +161,9 @@ export default fp<RedisOptions>(async function redisPlugin (fastify, opts) {
   })
 
   await fastify.register(fastifyRedis, { client, closeClient: false })
+  fastify.metrics.gauge('auth_redis_up', '1 while the Redis client is connected and ready', () => Number(client.status === 'ready'))
   fastify.addHook('onClose', async () => {
     closing = true
     await client.quit().catch(() => client.disconnect())
   })
-}, { name: 'redis', dependencies: ['config'] })
+}, { name: 'redis', dependencies: ['config', 'metrics'] })

@@ -64,7 +64,7 @@ t.test('FLUSHALL and a restart without persistence bring no revoked token back',
   const ms = await backToNormal(direct, carol)
   t.ok(ms < RECOVER_MS, `back to normal ${Math.round(ms)} ms after the restart`)
   await expect('after recovery')
-  t.equal(await redis.client.hget(`${ctx.redisKeyPrefix}{${alice.id}}`, `s:${sidOf(alice.access)}`), 'x', 'the cache was refilled from PostgreSQL')
+  t.match(await redis.client.hget(`${ctx.redisKeyPrefix}{${alice.id}}`, `s:${sidOf(alice.access)}`), /^x:[0-9]+$/, 'the cache was refilled from PostgreSQL')
 })
 
 t.test('Redis refusing connections: answers from PostgreSQL or 503 within 1 s, never 500; revocations change nothing', async (t) => {
@@ -164,22 +164,25 @@ t.test('Redis black-holed with the breaker closed: a revoking call times out, ro
   const victim = await signUp(proxied, ctx)
   const warm = await signUp(proxied, ctx)
   await me(proxied, warm.access)
-  t.equal((await call(proxied, 'POST', '/auth/refresh', { payload: { refresh_token: victim.refresh } })).status, 200)
   t.ok(proxied.revocation.redisUsable(), 'the breaker is closed')
   const refusedBefore = await counter(proxied.metrics.revocationsRefused)
 
   proxy.blackhole()
-  // Refresh-token reuse ends the session: the Redis write before COMMIT hits the dead
-  // socket, times out, and the transaction rolls back.
-  const reuse = await call(proxied, 'POST', '/auth/refresh', { payload: { refresh_token: victim.refresh } })
-  t.equal(reuse.status, 503)
-  t.ok(reuse.ms < ANSWER_MS, `answered in ${Math.round(reuse.ms)} ms`)
+  // Ending a session, called as the routes do but without the request's own token check
+  // (which would trip the breaker first): the Redis write before COMMIT hits the dead
+  // socket, times out, and the transaction rolls back. (A refresh-token reuse, which needs
+  // no access token either, is recorded even so: test/faults/refresh-reuse.test.ts.)
+  const started = performance.now()
+  const err = await proxied.sessions.end(victim.id, sidOf(victim.access)).then(() => null, (e: { statusCode?: number }) => e)
+  t.equal(err?.statusCode, 503, 'refused: 503')
+  const ms = performance.now() - started
+  t.ok(ms < ANSWER_MS, `answered in ${Math.round(ms)} ms`)
   t.equal(await counter(proxied.metrics.revocationsRefused), refusedBefore + 1, 'counted as a refused revocation')
   t.notOk(await sessionRevoked(sidOf(victim.access)), 'the session is not revoked in PostgreSQL')
 
   proxy.restore()
-  const ms = await backToNormal(proxied, warm)
-  t.ok(ms < RECOVER_MS, `back to normal ${Math.round(ms)} ms after the path returned`)
+  const back = await backToNormal(proxied, warm)
+  t.ok(back < RECOVER_MS, `back to normal ${Math.round(back)} ms after the path returned`)
   // The write that timed out was on its way and may have landed once the path healed:
   // Redis is then stricter than PostgreSQL for that one session (it is signed out), never
   // laxer. Either answer keeps the promise; which one happened is only reported.
@@ -270,7 +273,7 @@ t.test('Redis lost between the pre-commit write and the post-commit one: the wri
   await redis.start()
   const ms = await waitFor(async () => direct.revocation.backlogSize === 0, RECOVER_MS + 3000)
   t.ok(ms < RECOVER_MS, `retried and landed ${Math.round(ms)} ms after Redis returned`)
-  t.equal(await redis.client.hget(`${ctx.redisKeyPrefix}{${user.id}}`, `s:${sid}`), 'x', 'Redis knows the revocation again')
+  t.match(await redis.client.hget(`${ctx.redisKeyPrefix}{${user.id}}`, `s:${sid}`), /^x:[0-9]+$/, 'Redis knows the revocation again')
   await backToNormal(direct, bystander)
   t.equal((await me(direct, user.access)).status, 401)
   t.equal((await me(proxied, user.access)).status, 401)

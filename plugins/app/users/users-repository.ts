@@ -61,7 +61,7 @@ export class UsersRepository {
     return rows.length === 0 ? null : { username: rows[0].username, passwordHash: rows[0].password_hash }
   }
 
-  /** The addresses the user's recent sessions came from, newest first. */
+  /** The addresses the user's sessions (those still kept) came from, newest first. */
   async sessionIps (userId: string, client: Queryable = this.db): Promise<string[]> {
     const { rows } = await client.query(
       'SELECT ip FROM sessions WHERE user_id = $1 AND ip IS NOT NULL ORDER BY created_at DESC LIMIT 100', [userId])

@@ -5,7 +5,7 @@ import { randomBytes } from 'node:crypto'
 import argon2 from 'argon2'
 import type { Role, User } from '../../../schemas/users.js'
 import { UUID_PATTERN } from '../../../schemas/common.js'
-import { BadCredentials, Conflict, Forbidden, InvalidToken, NotFound, RetryLater, WeakPassword, WrongPassword } from '../../../lib/errors.js'
+import { BadCredentials, Conflict, Forbidden, InvalidToken, NotFound, tooManyRequests, WeakPassword, WrongPassword } from '../../../lib/errors.js'
 import { clientKey } from '../../../lib/client-ip.js'
 import { loadPasswordPolicy, passwordProblem } from '../../../lib/password-policy.js'
 import { decodeCursor, encodeCursor } from '../../../lib/cursor.js'
@@ -87,15 +87,15 @@ export class UserService {
   async verifyLogin (username: string, password: string, ctx: AuditContext): Promise<{ user: User, passwordHash: string }> {
     const account = await this.repository.findAccount(username)
     let attempt = await this.lockout.attempt(username, ctx.ip)
-    // The username is throttled across clients, but a client the user has signed in from
-    // before is not held back by strangers' failures (the "device cookie" idea, by address).
+    // The username is throttled across clients, but a client the user has a session from
+    // is not held back by strangers' failures (the "device cookie" idea, by address).
     // An unknown username asks about a user that does not exist: the same query, the same time.
     if (attempt.refused && attempt.scope === 'username' && await this.isKnownClient(account?.id ?? NO_USER, ctx.ip)) {
       attempt = await this.lockout.attempt(username, ctx.ip, { exempt: true })
     }
     if (attempt.refused) {
       await this.audit.record({ ...ctx, type: 'login_locked', subjectId: account?.id ?? null, detail: { username, lock: attempt.scope } })
-      throw new RetryLater('Too many failed logins for this username, try again later', attempt.retryAfter)
+      throw tooManyRequests('Too many failed logins for this username, try again later', attempt.retryAfter)
     }
     const ok = await argon2.verify(account?.passwordHash ?? this.dummyHash, password)
     if (account === null || !ok || account.disabled) {
@@ -113,7 +113,7 @@ export class UserService {
     return { user, passwordHash }
   }
 
-  /** Has the user had a session from this client (its IPv4 address, or IPv6 /64)? */
+  /** Does the user have a session (one still kept) from this client (its IPv4 address, or IPv6 /64)? */
   private async isKnownClient (userId: string, ip: string): Promise<boolean> {
     const key = clientKey(ip)
     return (await this.repository.sessionIps(userId)).some((known) => clientKey(known) === key)
@@ -165,12 +165,12 @@ export class UserService {
 
   /** Applies role/disabled changes; a change that removes power revokes every token at once. */
   async update (target: UserRef, patch: { role?: Role, disabled?: boolean }, ctx: AuditContext): Promise<User> {
-    const { before, after } = await this.revocation.revoke(async (client, revoked) => {
+    return await this.revocation.revoke(async (client, revoked) => {
       const { current, guardLastAdmin } = await this.lockForChange(client, target, ctx)
       const role = patch.role ?? current.role
       const disabled = patch.disabled ?? current.disabled
       // Nothing changes, nothing is revoked.
-      if (role === current.role && disabled === current.disabled) return { before: current, after: current }
+      if (role === current.role && disabled === current.disabled) return current
       if ((current.role === 'admin' && role !== 'admin') || (!current.disabled && disabled)) {
         guardLastAdmin()
       }
@@ -178,16 +178,16 @@ export class UserService {
       const revoke = role !== current.role || disabled
       const { user, revokedAfterUs } = await this.repository.update(current.id, { role, disabled, revoke }, client)
       if (revoke) revoked.user(current.id, revokedAfterUs)
-      return { before: current, after: user }
+      // Recorded in the transaction of the change: both commit, or neither.
+      const event = { ...ctx, subjectId: user.id }
+      if (current.role !== user.role) {
+        await this.audit.record({ ...event, type: 'role_changed', detail: { from: current.role, to: user.role } }, client)
+      }
+      if (current.disabled !== user.disabled) {
+        await this.audit.record({ ...event, type: user.disabled ? 'user_disabled' : 'user_enabled' }, client)
+      }
+      return user
     })
-    const event = { ...ctx, subjectId: after.id }
-    if (before.role !== after.role) {
-      await this.audit.record({ ...event, type: 'role_changed', detail: { from: before.role, to: after.role } })
-    }
-    if (before.disabled !== after.disabled) {
-      await this.audit.record({ ...event, type: after.disabled ? 'user_disabled' : 'user_enabled' })
-    }
-    return after
   }
 
   async delete (id: string, ctx: AuditContext): Promise<void> {
@@ -196,18 +196,18 @@ export class UserService {
       guardLastAdmin()
       const deletedUs = await this.repository.delete(id, client)
       if (deletedUs !== null) revoked.user(id, deletedUs)
+      await this.audit.record({ ...ctx, type: 'user_deleted', subjectId: id }, client)
     })
-    await this.audit.record({ ...ctx, type: 'user_deleted', subjectId: id })
   }
 
   /** Forgets the failed logins and locks of the user's username (an admin's call). */
   async clearLockout (id: string, ctx: AuditContext): Promise<void> {
     await this.revocation.revoke(async (client) => {
       const { current } = await this.lockForChange(client, { id }, ctx)
-      // Before COMMIT: cleared only while the actor's authority is known to hold.
+      await this.audit.record({ ...ctx, type: 'lockout_cleared', subjectId: id }, client)
+      // Last before COMMIT: cleared only while the actor's authority is known to hold.
       await this.lockout.clear(current.username)
     })
-    await this.audit.record({ ...ctx, type: 'lockout_cleared', subjectId: id })
   }
 
   /**
@@ -226,15 +226,19 @@ export class UserService {
     const attempt = await this.lockout.attempt(username, ctx.ip, { exempt: true })
     if (attempt.refused) {
       await this.audit.record({ ...ctx, type: 'password_change_failed', subjectId: userId, detail: { reason: 'locked' } })
-      throw new RetryLater('Too many wrong passwords for this account, try again later', attempt.retryAfter)
+      throw tooManyRequests('Too many wrong passwords for this account, try again later', attempt.retryAfter)
     }
     if (!await argon2.verify(current, currentPassword)) {
-      const endSession = attempt.failures >= this.lockout.threshold && ctx.sessionId != null
-      await this.audit.record({ ...ctx, type: 'password_change_failed', subjectId: userId, detail: { reason: 'bad_password', failures: attempt.failures, sessionEnded: endSession } })
-      if (!endSession) throw new WrongPassword()
+      const sid = attempt.failures >= this.lockout.threshold ? ctx.sessionId : null
+      const failed = { ...ctx, type: 'password_change_failed' as const, subjectId: userId, detail: { reason: 'bad_password', failures: attempt.failures, sessionEnded: sid != null } }
+      if (sid == null) {
+        await this.audit.record(failed)
+        throw new WrongPassword()
+      }
       await this.revocation.revoke(async (client, revoked) => {
         await this.revocation.holdUser(client, userId)
-        if (await this.repository.endSession(userId, ctx.sessionId as string, client)) revoked.session(userId, ctx.sessionId as string)
+        if (await this.repository.endSession(userId, sid, client)) revoked.session(userId, sid)
+        await this.audit.record(failed, client)
       })
       throw new InvalidToken('Too many wrong passwords: this session has ended')
     }
@@ -247,7 +251,7 @@ export class UserService {
       const revokedAfterUs = await this.repository.setPassword(userId, passwordHash, current, client)
       if (revokedAfterUs === null) throw new InvalidToken('Access token has been revoked')
       revoked.user(userId, revokedAfterUs)
+      await this.audit.record({ ...ctx, type: 'password_changed', subjectId: userId }, client)
     })
-    await this.audit.record({ ...ctx, type: 'password_changed', subjectId: userId })
   }
 }

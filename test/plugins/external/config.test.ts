@@ -17,6 +17,10 @@ t.test('defaults match the contract', async (t) => {
     LOGIN_RATE_LIMIT: 10,
     REGISTER_RATE_LIMIT: 5,
     LOCKOUT_THRESHOLD: 5,
+    REFRESH_REUSE_INTERVAL: 10,
+    SESSION_MAX_LIFETIME: 7776000,
+    REFRESH_RATE_LIMIT: 30,
+    AUDIT_RETENTION_DAYS: 365,
     LOG_LEVEL: 'info',
     jwtKeyGenerated: true
   })
@@ -25,8 +29,9 @@ t.test('defaults match the contract', async (t) => {
 })
 
 t.test('strings from the environment are converted; empty means unset', async (t) => {
-  const c = loadConfig({ PORT: '8080', ACCESS_TOKEN_TTL: '60', TRUST_PROXY: '2', JWT_SECRET: '' })
+  const c = loadConfig({ PORT: '8080', ACCESS_TOKEN_TTL: '60', TRUST_PROXY: '2', JWT_SECRET: '', REFRESH_REUSE_INTERVAL: '0' })
   t.equal(c.PORT, 8080)
+  t.equal(c.REFRESH_REUSE_INTERVAL, 0, 'no refresh grace at all is allowed')
   t.equal(c.ACCESS_TOKEN_TTL, 60)
   t.equal(c.trustProxy, 2)
   t.equal(c.jwtKeyGenerated, true)
@@ -60,6 +65,10 @@ t.test('a bad value stops start-up with one line naming the variable', async (t)
     [{ REDIS_URL: 'http://localhost:6379' }, /REDIS_URL must start with redis/],
     [{ LOG_LEVEL: 'loud' }, /LOG_LEVEL/],
     [{ LOGIN_RATE_LIMIT: 'many' }, /LOGIN_RATE_LIMIT/],
+    [{ REFRESH_REUSE_INTERVAL: '-1' }, /REFRESH_REUSE_INTERVAL/],
+    [{ SESSION_MAX_LIFETIME: '0' }, /SESSION_MAX_LIFETIME/],
+    [{ REFRESH_RATE_LIMIT: '0' }, /REFRESH_RATE_LIMIT/],
+    [{ AUDIT_RETENTION_DAYS: 'forever' }, /AUDIT_RETENTION_DAYS/],
     [{ JWT_SECRET: 'short' }, /JWT_SECRET must be at least 32 bytes/],
     [{ ADMIN_USERNAME: 'root' }, /ADMIN_USERNAME and ADMIN_PASSWORD must be set together/],
     [{ ADMIN_USERNAME: 'root', ADMIN_PASSWORD: 'short' }, /ADMIN_PASSWORD/],
