@@ -60,7 +60,7 @@ async function app (fastify: FastifyInstance, opts: AppOptions): Promise<void> {
     accessTtl: config.ACCESS_TOKEN_TTL
   })
   await fastify.register(auditPlugin, { retentionDays: config.AUDIT_RETENTION_DAYS, purgeIntervalMs: opts.purgeIntervalMs })
-  await fastify.register(lockoutPlugin, { threshold: config.LOCKOUT_THRESHOLD })
+  await fastify.register(lockoutPlugin, { threshold: config.LOCKOUT_THRESHOLD, globalThreshold: config.lockoutGlobalThreshold })
   await fastify.register(usersPlugin, {
     memoryCost: config.ARGON2_MEMORY_COST,
     timeCost: config.ARGON2_TIME_COST,
@@ -79,8 +79,13 @@ async function app (fastify: FastifyInstance, opts: AppOptions): Promise<void> {
   await fastify.register(swaggerPlugin)
 
   if (config.ADMIN_USERNAME !== undefined && config.ADMIN_PASSWORD !== undefined) {
-    if (await fastify.users.ensureAdmin(config.ADMIN_USERNAME, config.ADMIN_PASSWORD)) {
+    const admin = await fastify.users.ensureAdmin(config.ADMIN_USERNAME, config.ADMIN_PASSWORD)
+    if (admin === 'created') {
       fastify.log.info({ username: config.ADMIN_USERNAME }, 'initial admin created')
+    } else if (admin.role !== 'admin' || admin.disabled) {
+      // Loud: whoever set ADMIN_USERNAME expects an admin to sign in with, and there is none.
+      fastify.log.warn({ username: admin.username, role: admin.role, disabled: admin.disabled },
+        'ADMIN_USERNAME names an existing user that is not an active admin: NO ADMIN WAS CREATED and the user was left as it is; promote it with an admin\'s PATCH /users/:id, or set another ADMIN_USERNAME')
     }
   }
 

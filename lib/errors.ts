@@ -3,6 +3,7 @@ import { STATUS_CODES } from 'node:http'
 import createError from '@fastify/error'
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify'
 
+export const BadRequest = createError('FST_ERR_VALIDATION', '%s', 400)
 export const InvalidToken = createError('AUTH_INVALID_TOKEN', '%s', 401)
 export const MissingToken = createError('AUTH_MISSING_TOKEN', 'Missing access token', 401)
 export const BadCredentials = createError('AUTH_BAD_CREDENTIALS', 'Invalid username or password', 401)
@@ -10,6 +11,8 @@ export const Unauthorized = createError('AUTH_UNAUTHORIZED', '%s', 401)
 export const Forbidden = createError('AUTH_FORBIDDEN', '%s', 403)
 export const NotFound = createError('AUTH_NOT_FOUND', '%s', 404)
 export const Conflict = createError('AUTH_CONFLICT', '%s', 409)
+export const WeakPassword = createError('AUTH_WEAK_PASSWORD', '%s', 400)
+export const WrongPassword = createError('AUTH_WRONG_PASSWORD', 'Current password is wrong', 403)
 export const TooManyRequests = createError('AUTH_TOO_MANY_REQUESTS', '%s', 429)
 const UnavailableError = createError('AUTH_UNAVAILABLE', 'Service temporarily unavailable, try again', 503)
 
@@ -23,7 +26,7 @@ const UnavailableError = createError('AUTH_UNAVAILABLE', 'Service temporarily un
 export const ERROR_CODES = [
   'AUTH_INVALID_TOKEN', 'AUTH_MISSING_TOKEN', 'AUTH_BAD_CREDENTIALS', 'AUTH_UNAUTHORIZED',
   'AUTH_FORBIDDEN', 'AUTH_NOT_FOUND', 'AUTH_CONFLICT', 'AUTH_TOO_MANY_REQUESTS', 'AUTH_UNAVAILABLE',
-  'AUTH_BAD_CURSOR',
+  'AUTH_BAD_CURSOR', 'AUTH_WEAK_PASSWORD', 'AUTH_WRONG_PASSWORD',
   'FST_ERR_VALIDATION', 'FST_ERR_CTP_INVALID_JSON_BODY', 'FST_ERR_CTP_EMPTY_JSON_BODY',
   'FST_ERR_CTP_INVALID_MEDIA_TYPE', 'FST_ERR_CTP_BODY_TOO_LARGE', 'FST_ERR_BAD_URL'
 ] as const

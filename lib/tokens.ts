@@ -49,6 +49,8 @@ const BEARER = /^Bearer ([A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+)$/i
 const MAX_HEADER_LENGTH = 4096
 const UUID = new RegExp(UUID_PATTERN)
 const REQUIRED_CLAIMS = ['sub', 'sid', 'sca', 'role', 'jti', 'iat', 'exp', 'iss', 'aud']
+/** How far ahead of this instance's clock a token's `iat` may be: instances' clocks differ a little. */
+const CLOCK_TOLERANCE_S = 10
 
 // Claims are checked for shape even though the signature is ours: nothing malformed ever
 // reaches a SQL parameter or a Redis key.
@@ -68,6 +70,9 @@ export function createTokens (opts: TokenOptions): Tokens {
     allowedIss: opts.issuer,
     allowedAud: opts.audience,
     requiredClaims: REQUIRED_CLAIMS,
+    // No token lives longer than the access-token lifetime, whatever its `exp` says: one
+    // signed with a far `exp` (a leaked key, a signing bug) still dies with its `iat`.
+    maxAge: opts.accessTtl * 1000,
     cache: false
   }) as (token: string) => AccessClaims
 
@@ -106,7 +111,10 @@ export function createTokens (opts: TokenOptions): Tokens {
     } catch {
       throw new TokenError('Invalid or expired access token')
     }
-    if (!wellFormed(claims)) throw new TokenError('Invalid or expired access token')
+    // An `iat` in the future would stretch maxAge as far as the signer likes.
+    if (!wellFormed(claims) || claims.iat > Date.now() / 1000 + CLOCK_TOLERANCE_S) {
+      throw new TokenError('Invalid or expired access token')
+    }
     return claims
   }
 
@@ -117,7 +125,7 @@ export function createTokens (opts: TokenOptions): Tokens {
       if (short === undefined) return sign(payload)
       return signUntil({ ...payload, iat: short.iat, exp: short.iat + short.ttl })
     },
-    verifyBearer: cachedVerifier(verifyBearer)
+    verifyBearer: cachedVerifier(verifyBearer, opts.accessTtl)
   }
 }
 
@@ -133,16 +141,17 @@ export function createTokens (opts: TokenOptions): Tokens {
 
 /**
  * `verify`, remembered for up to `size` headers (oldest forgotten first). A hit is served
- * only until the token's `exp`; errors are never cached. The cache holds the last `size`
+ * only until the token's `exp`, or `maxAge` seconds after its `iat` if sooner; errors are
+ * never cached. The cache holds the last `size`
  * bearers' tokens, which a heap dump would show; that dump would also hold the signing
  * key, so it is as secret as the key already is.
  */
-function cachedVerifier (verify: (header: string) => AccessClaims, size = 1000): (header: string) => AccessClaims {
+function cachedVerifier (verify: (header: string) => AccessClaims, maxAge: number, size = 1000): (header: string) => AccessClaims {
   const cache = new Map<string, AccessClaims>()
   return function cachedVerify (header: string): AccessClaims {
     const hit = cache.get(header)
     if (hit !== undefined) {
-      if (hit.exp * 1000 > Date.now()) return hit
+      if (Math.min(hit.exp, hit.iat + maxAge) * 1000 > Date.now()) return hit
       cache.delete(header)
     }
     const claims = verify(header)

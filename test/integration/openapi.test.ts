@@ -19,7 +19,7 @@ const CONTRACT = [
   'POST /auth/register', 'POST /auth/login', 'POST /auth/refresh', 'GET /auth/me',
   'POST /auth/change-role', 'POST /auth/logout', 'POST /auth/logout-all', 'GET /auth/sessions',
   'DELETE /auth/sessions/{id}', 'POST /auth/change-password', 'GET /users', 'GET /users/{id}',
-  'PATCH /users/{id}', 'DELETE /users/{id}', 'GET /audit', 'GET /health', 'GET /ready',
+  'PATCH /users/{id}', 'DELETE /users/{id}', 'DELETE /users/{id}/lockout', 'GET /audit', 'GET /health', 'GET /ready',
   'GET /auth/verify', 'POST /clients', 'GET /clients', 'DELETE /clients/{id}', 'POST /clients/{id}/secret'
 ]
 // Responses whose meaning is their status and headers, without a body: the gateway check.
@@ -216,7 +216,7 @@ t.test('security schemes: bearer JWT and the OAuth 2.0 password grant at /auth/l
 
   const signedIn = ['GET /auth/me', 'POST /auth/change-role', 'POST /auth/logout', 'POST /auth/logout-all',
     'GET /auth/sessions', 'DELETE /auth/sessions/{id}', 'POST /auth/change-password', 'GET /users',
-    'GET /users/{id}', 'PATCH /users/{id}', 'DELETE /users/{id}', 'GET /audit', 'GET /auth/verify',
+    'GET /users/{id}', 'PATCH /users/{id}', 'DELETE /users/{id}', 'DELETE /users/{id}/lockout', 'GET /audit', 'GET /auth/verify',
     'POST /clients', 'GET /clients', 'DELETE /clients/{id}', 'POST /clients/{id}/secret']
   for (const { key, op } of operations) {
     if (signedIn.includes(key)) {
@@ -446,6 +446,14 @@ t.test('every response of every route matches the document', async (t) => {
   await send('DELETE', `/auth/sessions/${nobody}`, { headers: bearer(second.access) })
   await send('DELETE', `/auth/sessions/${nobody}`)
 
+  // change-password: 429 (too many wrong passwords from one client), 401 (the one that
+  // reaches the threshold ends the session)
+  const erin = await signUp(app, ctx, { label: 'erin' })
+  const erinSpare = await login(app, erin.username)
+  for (let i = 0; i < 3; i++) {
+    await send('POST', '/auth/change-password', { headers: bearer(erin.access), payload: { currentPassword: `wrong ${i}`, newPassword: 'another passphrase' }, remoteAddress: '10.5.5.5' })
+  }
+  await send('POST', '/auth/change-password', { headers: bearer(erinSpare.access), payload: { currentPassword: PASSWORD, newPassword: 'another passphrase' }, remoteAddress: '10.5.5.5' })
   // change-password: 204, 400, 401, 403, 413, 415
   const carol = await signUp(app, ctx, { label: 'carol' })
   const asCarol = bearer(carol.access)
@@ -483,6 +491,12 @@ t.test('every response of every route matches the document', async (t) => {
   await send('PATCH', `/users/${carol.id}`, { headers: { ...asAdmin, ...text }, payload: 'hello' })
   await send('PATCH', `/users/${carol.id}`, { payload: { disabled: true } })
   await send('PATCH', `/users/${carol.id}`, { headers: asAlice, payload: { disabled: true } })
+  // lockout: 204, 400, 401, 403, 404
+  await send('DELETE', `/users/${erin.id}/lockout`, { headers: asAdmin })
+  await send('DELETE', '/users/not-a-uuid/lockout', { headers: asAdmin })
+  await send('DELETE', `/users/${nobody}/lockout`, { headers: asAdmin })
+  await send('DELETE', `/users/${erin.id}/lockout`)
+  await send('DELETE', `/users/${erin.id}/lockout`, { headers: asAlice })
   // delete: 204, 400, 401, 403, 404, 409 (the last admin)
   await send('DELETE', `/users/${carol.id}`, { headers: asAdmin })
   await send('DELETE', '/users/not-a-uuid', { headers: asAdmin })

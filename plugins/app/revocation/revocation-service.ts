@@ -3,7 +3,7 @@ import { randomBytes } from 'node:crypto'
 import { readFileSync } from 'node:fs'
 import type { FastifyBaseLogger } from 'fastify'
 import type { Redis, Result } from 'ioredis'
-import { Unavailable } from '../../../lib/errors.js'
+import { InvalidToken, Unavailable } from '../../../lib/errors.js'
 import { withTimeout } from '../../../lib/timeout.js'
 import type { Db, Queryable } from '../../external/db.js'
 import type { Metrics } from '../../external/metrics.js'
@@ -188,6 +188,36 @@ export class RevocationService {
         .catch((err: unknown) => this.trip(err))
     }
     return decide(again, sca)
+  }
+
+  /**
+   * Inside a write's transaction: the caller's session must still be live when the write
+   * commits, not only when its request came in (the revocation promise holds at commit).
+   * No session (a call without a signed-in caller): nothing to check.
+   *
+   * The user's row and the session's are locked until COMMIT, so whatever would end the
+   * session waits for the write or is seen by it. Unless `userLocked`: the caller holds
+   * the user's row FOR UPDATE already (an admin's change), and the session is only read,
+   * since locking it then could deadlock with a refresh that holds it and waits for the
+   * user's row; ending a session takes a share of the user's row first (holdUser()), so
+   * it cannot commit between this read and our COMMIT either.
+   */
+  async requireLiveSession (client: Queryable, userId: string | null, sid: string | null | undefined, opts: { userLocked?: boolean } = {}): Promise<void> {
+    if (userId === null || sid == null) return
+    if (!await this.repository.sessionLive(userId, sid, client, opts.userLocked !== true)) {
+      throw new InvalidToken('Access token has been revoked')
+    }
+  }
+
+  /**
+   * Inside a transaction about to end one of the user's sessions, before it touches the
+   * session: a share of the user's row until COMMIT. A write that holds that row (an
+   * admin's change, checked at commit) then commits before the end of its own session
+   * or sees it; and the lock order, user before session, is the one a deletion of the
+   * user follows too (its row, then its sessions), so the two never deadlock.
+   */
+  async holdUser (client: Queryable, userId: string): Promise<void> {
+    await this.repository.holdUser(userId, client)
   }
 
   private async write (set: RevocationSet): Promise<void> {

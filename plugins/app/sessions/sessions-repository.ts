@@ -22,16 +22,19 @@ export class SessionsRepository {
   constructor (private readonly db: Db) {}
 
   /**
-   * Inserts a session and its first refresh token for a user that is not disabled, in one
+   * Inserts a session and its first refresh token for a user that is not disabled and
+   * whose password hash is still `passwordHash` (the one the login checked), in one
    * statement (atomic on its own, one round trip); null when there is no such user.
    */
-  async create (userId: string, meta: ClientMeta, tokenHash: Buffer, ttlSeconds: number, client: Queryable = this.db): Promise<SessionClaims | null> {
+  async create (userId: string, passwordHash: string, meta: ClientMeta, tokenHash: Buffer, ttlSeconds: number, client: Queryable = this.db): Promise<SessionClaims | null> {
     // FOR SHARE: a concurrent role change or disable either commits before this read
     // (and we see it) or waits for our statement (and its revoked_after is later than
-    // our session): no token is ever issued with a role that was already changed.
+    // our session): no token is ever issued with a role that was already changed. The
+    // same for a password change: a login that checked the old password while it was
+    // being changed gets no session (a fresh hash has a fresh salt, so any change shows).
     const { rows } = await client.query(
       `WITH u AS (
-         SELECT id, username, role FROM users WHERE id = $1 AND NOT disabled FOR SHARE
+         SELECT id, username, role FROM users WHERE id = $1 AND NOT disabled AND password_hash = $6 FOR SHARE
        ), s AS (
          INSERT INTO sessions (user_id, expires_at, ip, user_agent)
          SELECT id, clock_timestamp() + make_interval(secs => $2), $3, $4 FROM u
@@ -41,7 +44,7 @@ export class SessionsRepository {
          SELECT $5, id, clock_timestamp() + make_interval(secs => $2) FROM s
        )
        SELECT s.id, ${SESSION_US} AS sca, u.username, u.role
-         FROM s, u`, [userId, ttlSeconds, meta.ip, meta.userAgent, tokenHash])
+         FROM s, u`, [userId, ttlSeconds, meta.ip, meta.userAgent, tokenHash, passwordHash])
     if (rows.length === 0) return null
     const r = rows[0]
     return { userId, username: r.username, role: r.role, sid: r.id, sca: Number(r.sca) }
