@@ -24,6 +24,8 @@ export interface EmbeddedPostgres {
   dataDir: string
   /** True when this start created the cluster (initdb). */
   created: boolean
+  /** The postmaster's process id. */
+  pid: number
   /** Fast shutdown (SIGINT), waited for. */
   stop: () => Promise<void>
 }
@@ -90,7 +92,7 @@ function lastLines (output: string): string {
  * Starts PostgreSQL on `dir` (created with initdb on the first run), listening on a free
  * port of 127.0.0.1 only, with a password of its own kept beside the data.
  */
-export async function startEmbeddedPostgres (dir: string, database: string): Promise<EmbeddedPostgres> {
+export async function startEmbeddedPostgres (dir: string, database: string, opts: { outliveProcess?: boolean } = {}): Promise<EmbeddedPostgres> {
   const bin = await binaries()
   const user = runAs()
   const dataDir = join(dir, 'postgres')
@@ -130,13 +132,15 @@ export async function startEmbeddedPostgres (dir: string, database: string): Pro
     '-c', 'listen_addresses=127.0.0.1', '-c', 'unix_socket_directories=',
     // A development database: small, and quiet unless something goes wrong.
     '-c', 'max_connections=50', '-c', 'shared_buffers=32MB', '-c', 'log_min_messages=warning'],
-  { ...user, env: { ...process.env, LC_ALL: 'C' }, stdio: ['ignore', 'ignore', 'pipe'] })
+  // outliveProcess (the test suite's server, started by one process, stopped by another):
+  // a process group of its own, and nothing that ties it to this one.
+  { ...user, env: { ...process.env, LC_ALL: 'C' }, stdio: ['ignore', 'ignore', 'pipe'], detached: opts.outliveProcess === true })
   let output = ''
   child.stderr?.on('data', (chunk) => { output = (output + String(chunk)).slice(-4000) })
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()))
   // However this process ends (an uncaught error, process.exit), PostgreSQL ends too.
   const onExit = () => { child.kill('SIGINT') }
-  process.once('exit', onExit)
+  if (opts.outliveProcess !== true) process.once('exit', onExit)
 
   const url = `postgres://postgres:${encodeURIComponent(password)}@127.0.0.1:${port}/${encodeURIComponent(database)}`
   const admin = `postgres://postgres:${encodeURIComponent(password)}@127.0.0.1:${port}/postgres`
@@ -158,12 +162,17 @@ export async function startEmbeddedPostgres (dir: string, database: string): Pro
     }
     await sleep(100)
   }
+  if (opts.outliveProcess === true) {
+    child.stderr?.destroy()
+    child.unref()
+  }
 
   return {
     url,
     port,
     dataDir,
     created,
+    pid: child.pid ?? 0,
     async stop () {
       process.removeListener('exit', onExit)
       if (child.exitCode !== null || child.signalCode !== null) return

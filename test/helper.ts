@@ -9,9 +9,12 @@ import pg from 'pg'
 import { Redis } from 'ioredis'
 import app from '../app.js'
 import { serverOptions } from '../lib/server-options.js'
+import { runningServer } from './setup/embedded-postgres.js'
 import { loadConfig } from '../plugins/external/config.js'
 
-export const BASE_DATABASE_URL = process.env.TEST_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/auth_test'
+// Without TEST_DATABASE_URL: the machine's PostgreSQL, or the embedded one tap's `before`
+// script started because there is none (test/setup/).
+export const BASE_DATABASE_URL = process.env.TEST_DATABASE_URL ?? runningServer()?.url ?? 'postgres://postgres@127.0.0.1:5432/auth_test'
 export const BASE_REDIS_URL = process.env.TEST_REDIS_URL ?? 'redis://127.0.0.1:6379'
 export const JWT_SECRET = 'test-secret-0123456789-abcdefghijklmnopqrstuvwxyz'
 export const PASSWORD = 'correct horse battery'
@@ -203,8 +206,15 @@ export async function privateRedis (t: Teardown): Promise<PrivateRedis> {
   client.on('error', () => {})
 
   async function start (): Promise<void> {
-    child = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: 'ignore' })
+    const spawned = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: 'ignore' })
+    child = spawned
+    let missing = false
+    spawned.once('error', (err: Error & { code?: string }) => { missing = err.code === 'ENOENT' })
     for (let i = 0; i < 100; i++) {
+      if (missing) {
+        throw new Error('redis-server is not installed: this test runs a private one (fault tests, /ready). ' +
+          'Get it with `apt-get install redis-server` (Debian, Ubuntu), `brew install redis` (macOS), or put a redis-server on PATH')
+      }
       try {
         const probe = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null })
         probe.on('error', () => {})
