@@ -15,6 +15,10 @@ export default fp<{ sessionTtlSeconds: number }>(async function revocationPlugin
   const service = new RevocationService(fastify.redis, fastify.db, new RevocationRepository(fastify.db), fastify.log, opts.sessionTtlSeconds * 1000,
     fastify.hasDecorator('metrics') ? fastify.metrics : undefined)
   fastify.decorate('revocation', service)
+  // Readers in other services trust this Redis only once it says which protocol it holds.
+  await service.announceProtocol().catch((err: Error) => {
+    fastify.log.warn({ err: { message: err.message } }, 'could not write the Redis protocol marker: other services will introspect')
+  })
   // Before the Redis client closes (onClose hooks run in reverse order): a last try at
   // any post-commit write still pending.
   fastify.addHook('onClose', async () => await service.close())
