@@ -20,6 +20,7 @@ import swaggerPlugin from './plugins/external/swagger.js'
 import securityPlugin from './plugins/external/security.js'
 import lockoutPlugin from './plugins/app/lockout/index.js'
 import clientsPlugin from './plugins/app/clients/index.js'
+import oauthPlugin from './plugins/app/oauth/index.js'
 import { errorHandler } from './lib/errors.js'
 import { sharedSchemas } from './schemas/common.js'
 import { ChangePasswordBody, ChangeRoleBody, Credentials, LoginBody, Me, PasswordGrant, RefreshBody, Session, TokenPair } from './schemas/auth.js'
@@ -27,11 +28,13 @@ import { PatchUserBody, User, UserPage } from './schemas/users.js'
 import { AuditEvent, AuditPage } from './schemas/audit.js'
 import { Health, Readiness } from './schemas/health.js'
 import { clientSchemas } from './schemas/clients.js'
+import { oauthSchemas } from './schemas/oauth.js'
 import authRoutes from './routes/auth/index.js'
 import verifyRoutes from './routes/auth/verify.js'
 import userRoutes from './routes/users/index.js'
 import auditRoutes from './routes/audit/index.js'
 import clientRoutes from './routes/clients/index.js'
+import oauthRoutes from './routes/oauth/index.js'
 import healthRoutes from './routes/health/index.js'
 import wellKnownRoutes, { Jwks } from './routes/well-known/index.js'
 
@@ -113,7 +116,7 @@ async function app (fastify: FastifyInstance, opts: AppOptions): Promise<void> {
 
   for (const schema of [...sharedSchemas, User, UserPage, PatchUserBody, Credentials, LoginBody,
     PasswordGrant, TokenPair, RefreshBody, Me, ChangeRoleBody, ChangePasswordBody, Session,
-    AuditEvent, AuditPage, Health, Readiness, Jwks, ...clientSchemas]) {
+    AuditEvent, AuditPage, Health, Readiness, Jwks, ...clientSchemas, ...oauthSchemas]) {
     fastify.addSchema(schema)
   }
 
@@ -158,6 +161,7 @@ async function app (fastify: FastifyInstance, opts: AppOptions): Promise<void> {
     purgeIntervalMs: opts.purgeIntervalMs
   })
   await fastify.register(clientsPlugin)
+  await fastify.register(oauthPlugin, { issuer: config.JWT_ISSUER, audience: config.JWT_AUDIENCE })
   await fastify.register(securityPlugin, { corsOrigins: config.corsOrigins })
   await fastify.register(swaggerPlugin)
 
@@ -174,6 +178,7 @@ async function app (fastify: FastifyInstance, opts: AppOptions): Promise<void> {
   await fastify.register(userRoutes, { prefix: '/users' })
   await fastify.register(auditRoutes, { prefix: '/audit' })
   await fastify.register(clientRoutes, { prefix: '/clients' })
+  await fastify.register(oauthRoutes, { prefix: '/oauth' })
 }
 
 // Not encapsulated: the server (and a test) sees the decorators the app adds.
