@@ -13,10 +13,17 @@ export const PROTOCOL_VERSION = '1'
  */
 export const PROTOCOL_KEY = 'revocation:protocol'
 
-/** `s:<sid>` value of a session found dead. */
+/**
+ * `s:<sid>` values: a session found dead (`x`) or live in PostgreSQL (`ok`), each possibly
+ * followed by `:<until>` (unix seconds until which the service keeps the field; readers
+ * ignore it).
+ */
 export const SESSION_DEAD = 'x'
-/** `s:<sid>` value of a session found live in PostgreSQL. */
 export const SESSION_LIVE = 'ok'
+
+function isState (value: string, state: string): boolean {
+  return value.startsWith(state) && (value.length === state.length || value.charCodeAt(state.length) === 58 /* : */)
+}
 
 /**
  * The key of a user's revocation hash, after the key prefix. The braces make the user id
@@ -48,11 +55,11 @@ export type CacheDecision = 'live' | 'revoked' | 'unknown'
 export function decide (values: ReadonlyArray<string | null>, sca: number): CacheDecision {
   const ra = values[0]
   const s = values[1]
-  if (s === SESSION_DEAD) return 'revoked'
+  if (s !== null && s !== undefined && isState(s, SESSION_DEAD)) return 'revoked'
   if (ra === null || ra === undefined) return 'unknown'
   const revokedAfter = Number(ra)
   // Not a number: not written by this protocol; PostgreSQL decides.
   if (!Number.isFinite(revokedAfter)) return 'unknown'
   if (sca <= revokedAfter) return 'revoked'
-  return s === SESSION_LIVE ? 'live' : 'unknown'
+  return s !== null && s !== undefined && isState(s, SESSION_LIVE) ? 'live' : 'unknown'
 }
