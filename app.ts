@@ -1,42 +1,35 @@
-// The application as a plugin: configuration, infrastructure plugins, domain services,
-// routes and the error handler. server.ts and the tests build it the same way.
-import { randomUUID } from 'node:crypto'
-import type { IncomingMessage } from 'node:http'
-import { LogController, type FastifyInstance, type FastifyServerOptions } from 'fastify'
+// The application as a plugin: the shared schemas, the plugins (infrastructure, then the
+// domain), the routes. server.ts and the tests build it the same way, with the server
+// options of lib/server-options.ts.
+import type { FastifyInstance } from 'fastify'
 import fp from 'fastify-plugin'
-import AjvCompiler from '@fastify/ajv-compiler'
 import fastifyFormbody from '@fastify/formbody'
-import { blockLogStream } from './lib/log-stream.js'
+import { errorHandler } from './lib/errors.js'
+import { BODY_LIMIT } from './lib/server-options.js'
+import { sharedSchemas } from './schemas/index.js'
 import configPlugin, { type Config } from './plugins/external/config.js'
 import metricsPlugin from './plugins/external/metrics.js'
+import requestLoggingPlugin from './plugins/external/request-logging.js'
 import dbPlugin from './plugins/external/db.js'
 import redisPlugin from './plugins/external/redis.js'
+import securityPlugin from './plugins/external/security.js'
+import swaggerPlugin from './plugins/external/swagger.js'
 import revocationPlugin from './plugins/app/revocation/index.js'
 import authPlugin from './plugins/app/auth.js'
+import auditPlugin from './plugins/app/audit/index.js'
+import lockoutPlugin from './plugins/app/lockout/index.js'
 import usersPlugin from './plugins/app/users/index.js'
 import sessionsPlugin from './plugins/app/sessions/index.js'
-import auditPlugin from './plugins/app/audit/index.js'
-import swaggerPlugin from './plugins/external/swagger.js'
-import securityPlugin from './plugins/external/security.js'
-import lockoutPlugin from './plugins/app/lockout/index.js'
 import clientsPlugin from './plugins/app/clients/index.js'
 import oauthPlugin from './plugins/app/oauth/index.js'
-import { errorHandler } from './lib/errors.js'
-import { sharedSchemas } from './schemas/common.js'
-import { ChangePasswordBody, ChangeRoleBody, Credentials, LoginBody, Me, PasswordGrant, RefreshBody, Session, TokenPair } from './schemas/auth.js'
-import { PatchUserBody, User, UserPage } from './schemas/users.js'
-import { AuditEvent, AuditPage } from './schemas/audit.js'
-import { Health, Readiness } from './schemas/health.js'
-import { clientSchemas } from './schemas/clients.js'
-import { oauthSchemas } from './schemas/oauth.js'
+import healthRoutes from './routes/health/index.js'
+import wellKnownRoutes from './routes/well-known/index.js'
 import authRoutes from './routes/auth/index.js'
 import verifyRoutes from './routes/auth/verify.js'
 import userRoutes from './routes/users/index.js'
 import auditRoutes from './routes/audit/index.js'
 import clientRoutes from './routes/clients/index.js'
 import oauthRoutes from './routes/oauth/index.js'
-import healthRoutes from './routes/health/index.js'
-import wellKnownRoutes, { Jwks } from './routes/well-known/index.js'
 
 export interface AppOptions {
   config: Config
@@ -44,103 +37,23 @@ export interface AppOptions {
   purgeIntervalMs?: number
 }
 
-const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/
-
-/**
- * stdout, written asynchronously in blocks of 4 KiB or every second, whichever comes first;
- * one per process. One write(2) per log line, or per event-loop turn, cost a tenth of the
- * CPU of an authenticated request (docs/benchmarks.md). Flushed synchronously on close.
- */
-const logDestination = blockLogStream()
-
-// JSON bodies are validated without coercion (12345678 or true where a string is expected
-// is a 400), while query strings and params are coerced as usual (?limit=20).
-const ajvCompiler = AjvCompiler()
-const buildValidator: any = (externalSchemas: any, ajvOptions: any) => {
-  const base = { customOptions: {}, plugins: [], ...ajvOptions }
-  const body = ajvCompiler(externalSchemas, { ...base, customOptions: { ...base.customOptions, coerceTypes: false } })
-  const rest = ajvCompiler(externalSchemas, base)
-  return (route: { httpPart?: string }) => route.httpPart === 'body' ? body(route as any) : rest(route as any)
-}
-
-/** Fastify's own options: the one place that sets logging, limits and request ids. */
-export function serverOptions (config: Config): FastifyServerOptions {
-  return {
-    logger: {
-      level: config.LOG_LEVEL,
-      // Defence in depth: no log line here holds headers or bodies, but if one ever does,
-      // secrets come out as [Redacted]. Explicit paths only: wildcards cost every line.
-      redact: {
-        paths: ['req.headers.authorization', 'req.headers.cookie', 'res.headers["set-cookie"]',
-          'body.password', 'body.currentPassword', 'body.newPassword', 'body.refresh_token',
-          'body.access_token'],
-        censor: '[Redacted]'
-      },
-      // Asynchronous writes to stdout: the request path never waits on a write(2).
-      // Flushed on close (see onClose below).
-      stream: logDestination
-    },
-    // One log line per request (onResponse in app), not Fastify's two.
-    logController: new LogController({ disableRequestLogging: true }),
-    trustProxy: config.TRUST_PROXY,
-    bodyLimit: 16 * 1024,
-    // A client's X-Request-Id is kept when it is sane, so logs join up across services.
-    requestIdHeader: false,
-    genReqId: (req: IncomingMessage) => {
-      const given = req.headers['x-request-id']
-      return typeof given === 'string' && REQUEST_ID.test(given) ? given : randomUUID()
-    },
-    // `example` is OpenAPI's annotation keyword: known to ajv, validates nothing.
-    ajv: { customOptions: { allErrors: false, keywords: ['example'] } },
-    schemaController: { compilersFactory: { buildValidator } },
-    routerOptions: { maxParamLength: 200 },
-    return503OnClosing: true
-  }
-}
-
 async function app (fastify: FastifyInstance, opts: AppOptions): Promise<void> {
   const { config } = opts
+  // Set before anything registers: every route, Swagger UI's included, inherits them.
   fastify.setErrorHandler(errorHandler)
   // JSON (and the login form) only: any other body is a 415 before it reaches a route.
   fastify.removeContentTypeParser('text/plain')
+  for (const schema of sharedSchemas) fastify.addSchema(schema)
 
-  // Hooks on every request are callback-style: an async hook costs a promise per request.
-  fastify.addHook('onRequest', (request, reply, done) => {
-    reply.header('x-request-id', request.id)
-    done()
-  })
-  fastify.addHook('onClose', async () => {
-    // Whatever is still buffered reaches stdout before the process exits.
-    try { logDestination.flushSync() } catch {}
-  })
-
-  for (const schema of [...sharedSchemas, User, UserPage, PatchUserBody, Credentials, LoginBody,
-    PasswordGrant, TokenPair, RefreshBody, Me, ChangeRoleBody, ChangePasswordBody, Session,
-    AuditEvent, AuditPage, Health, Readiness, Jwks, ...clientSchemas, ...oauthSchemas]) {
-    fastify.addSchema(schema)
-  }
-
+  // Plugins, in an order that satisfies each one's `dependencies`.
   await fastify.register(configPlugin, { config })
   await fastify.register(metricsPlugin)
-  const { metrics } = fastify
-  // One hook per response, for both the log line and the request metrics (the route
-  // options are read once: Fastify builds them afresh on every read).
-  fastify.addHook('onResponse', (request, reply, done) => {
-    const route = request.routeOptions.url
-    const ms = reply.elapsedTime
-    metrics.observeRequest(request.method, route ?? 'unmatched', reply.statusCode, ms)
-    request.log.info({
-      method: request.method,
-      url: route ?? request.url.split('?', 1)[0],
-      statusCode: reply.statusCode,
-      ms: Math.round(ms * 100) / 100
-    }, 'request completed')
-    done()
-  })
-  await fastify.register(fastifyFormbody, { bodyLimit: 16 * 1024 })
-  await fastify.register(dbPlugin, { databaseUrl: config.DATABASE_URL, poolSize: config.DATABASE_POOL_SIZE })
-  await fastify.register(redisPlugin, { url: config.REDIS_URL, keyPrefix: config.REDIS_KEY_PREFIX })
-  await fastify.register(revocationPlugin, { sessionTtlSeconds: config.REFRESH_TOKEN_TTL })
+  await fastify.register(requestLoggingPlugin)
+  await fastify.register(fastifyFormbody, { bodyLimit: BODY_LIMIT })
+  const startupTimeoutMs = config.STARTUP_TIMEOUT * 1000
+  await fastify.register(dbPlugin, { databaseUrl: config.DATABASE_URL, poolSize: config.DATABASE_POOL_SIZE, startupTimeoutMs })
+  await fastify.register(redisPlugin, { url: config.REDIS_URL, keyPrefix: config.REDIS_KEY_PREFIX, startupTimeoutMs })
+  await fastify.register(revocationPlugin, { accessTtlSeconds: config.ACCESS_TOKEN_TTL })
   await fastify.register(authPlugin, {
     secret: config.jwtKey,
     keys: config.signingKeys,
@@ -148,7 +61,7 @@ async function app (fastify: FastifyInstance, opts: AppOptions): Promise<void> {
     audience: config.JWT_AUDIENCE,
     accessTtl: config.ACCESS_TOKEN_TTL
   })
-  await fastify.register(auditPlugin)
+  await fastify.register(auditPlugin, { retentionDays: config.AUDIT_RETENTION_DAYS, purgeIntervalMs: opts.purgeIntervalMs })
   await fastify.register(lockoutPlugin, { threshold: config.LOCKOUT_THRESHOLD })
   await fastify.register(usersPlugin, {
     memoryCost: config.ARGON2_MEMORY_COST,
@@ -158,6 +71,9 @@ async function app (fastify: FastifyInstance, opts: AppOptions): Promise<void> {
   await fastify.register(sessionsPlugin, {
     refreshTtl: config.REFRESH_TOKEN_TTL,
     accessTtl: config.ACCESS_TOKEN_TTL,
+    maxLifetime: config.SESSION_MAX_LIFETIME,
+    reuseInterval: config.REFRESH_REUSE_INTERVAL,
+    refreshRateLimit: config.REFRESH_RATE_LIMIT,
     purgeIntervalMs: opts.purgeIntervalMs
   })
   await fastify.register(clientsPlugin)
@@ -171,6 +87,7 @@ async function app (fastify: FastifyInstance, opts: AppOptions): Promise<void> {
     }
   }
 
+  // Routes, one encapsulated plugin per prefix.
   await fastify.register(healthRoutes)
   await fastify.register(wellKnownRoutes)
   await fastify.register(authRoutes, { prefix: '/auth' })

@@ -2,25 +2,36 @@
 import { existsSync } from 'node:fs'
 import Fastify from 'fastify'
 import closeWithGrace from 'close-with-grace'
-import app, { serverOptions } from './app.js'
-import { ConfigError, loadConfig } from './plugins/external/config.js'
+import app from './app.js'
+import { serverOptions } from './lib/server-options.js'
+import { ConfigError, loadConfig, type Config } from './plugins/external/config.js'
+import { StartupError, startupSummary } from './lib/startup.js'
+import { chooseDatabase, developmentKey, requireTargets } from './lib/local-mode.js'
+import type { EmbeddedPostgres } from './lib/embedded-postgres.js'
+
+/** An expected start-up failure: one line on stderr, no stack, exit 1. */
+function fail (message: string): never {
+  process.stderr.write(message + '\n')
+  process.exit(1)
+}
 
 // A .env file in the working directory fills in what the real environment does not set.
 if (existsSync('.env')) process.loadEnvFile('.env')
 
-let config
+// ./.data/ holds what a run with nothing configured keeps: the embedded PostgreSQL and the
+// development signing key (lib/local-mode.ts).
+const DATA_DIR = '.data'
+
+let config: Config
 try {
-  config = loadConfig({ HOST: process.env.HOST, ...process.env })
+  config = developmentKey(loadConfig(process.env), DATA_DIR)
+  requireTargets(config)
 } catch (err) {
-  if (err instanceof ConfigError) {
-    process.stderr.write(err.message + '\n')
-    process.exit(1)
-  }
+  if (err instanceof ConfigError) fail(err.message)
   throw err
 }
 
 const server = Fastify(serverOptions(config))
-await server.register(app, { config })
 
 // Once shutdown begins, a request still in flight on a keep-alive connection answers with
 // `Connection: close`; otherwise its idle connection would hold the shutdown open until
@@ -34,18 +45,34 @@ server.addHook('onSend', (_request, reply, payload, done) => {
   done(null, payload)
 })
 
+// Started by this process when nothing else answers: stopped after the app has closed.
+let embedded: EmbeddedPostgres | undefined
+
 // SIGINT/SIGTERM: stop accepting, let in-flight requests finish, close the pools.
 closeWithGrace({ delay: 10_000, logger: server.log }, async ({ err, signal }) => {
   if (err) server.log.error({ err }, 'closing after an uncaught error')
   else server.log.info({ signal }, 'shutting down')
   await server.close()
+  await embedded?.stop()
 })
 
 try {
+  // Tests point the default address at a closed port to see the embedded fallback.
+  const database = await chooseDatabase(config, DATA_DIR, process.env.AUTH_SERVICE_TEST_DEFAULT_DATABASE_URL)
+  embedded = database.embedded
+  server.log.info(database.line)
+  config = { ...config, DATABASE_URL: database.url }
+  await server.register(app, { config })
   await server.listen({ port: config.PORT, host: config.HOST })
+  const { fields, message } = startupSummary(config, server.listeningOrigin)
+  server.log.info(fields, message)
 } catch (err) {
-  // Start-up failures (database or Redis unreachable, port taken) are one clear line.
-  server.log.fatal({ err: { message: (err as Error).message } }, 'start-up failed')
-  process.stderr.write(`start-up failed: ${(err as Error).message}\n`)
-  process.exit(1)
+  // What an operator can get wrong (a dependency unreachable, a port taken) is one line
+  // naming the setting; anything else is a bug, and keeps its stack.
+  const code = (err as { code?: string }).code
+  if (err instanceof StartupError || err instanceof ConfigError) fail(err.message)
+  if (code === 'EADDRINUSE') fail(`PORT: ${config.HOST}:${config.PORT} is already in use`)
+  if (code === 'EADDRNOTAVAIL') fail(`HOST: ${config.HOST} is not an address of this machine`)
+  if (code === 'EACCES') fail(`PORT: not allowed to listen on ${config.HOST}:${config.PORT}`)
+  fail(`start-up failed: ${(err as Error).stack ?? String(err)}`)
 }

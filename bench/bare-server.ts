@@ -6,7 +6,3 @@ app.get('/', async function () {
   return { hello: 'world' }
 })
 await app.listen({ port: Number(process.env.PORT), host: '127.0.0.1' })
-// A normal exit on SIGTERM, so that `node --cpu-prof` writes its profile (bench/profile.ts).
-process.once('SIGTERM', () => {
-  app.close().finally(() => process.exit(0))
-})

@@ -44,7 +44,3 @@ app.get('/me', { schema: { response: { 200: Me, 401: Denied } } }, async functio
 app.addHook('onClose', async () => { await redis.quit() })
 
 await app.listen({ port: Number(env.PORT), host: '127.0.0.1' })
-// A normal exit on SIGTERM, so that `node --cpu-prof` writes its profile (bench/profile.ts).
-process.once('SIGTERM', () => {
-  app.close().finally(() => process.exit(0))
-})

@@ -19,7 +19,7 @@ export const ROOT = dirname(dirname(fileURLToPath(import.meta.url)))
 export const BENCH_DIST = join(ROOT, 'dist', 'bench')
 
 export const DB_NAME = process.env.BENCH_DATABASE ?? 'auth_bench_load'
-export const PG_ADMIN_URL = process.env.BENCH_PG_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres'
+const PG_ADMIN_URL = process.env.BENCH_PG_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres'
 export const REDIS_URL = process.env.BENCH_REDIS_URL ?? 'redis://127.0.0.1:6379'
 export const REDIS_PREFIX = process.env.BENCH_REDIS_PREFIX ?? 'bench:'
 export const ARGON2 = {
@@ -35,8 +35,8 @@ export const ARGON2 = {
  */
 export const PRODUCTION_NODE_ARGS: string[] = productionNodeArgs()
 
-export function productionNodeArgs (root = ROOT): string[] {
-  const start = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')).scripts.start as string
+function productionNodeArgs (): string[] {
+  const start = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')).scripts.start as string
   const m = /\bnode((?: --[\w-]+(?:=\S+)?)*) dist\/server\.js/.exec(start)
   if (m === null) throw new Error('package.json scripts.start does not run "node [flags] dist/server.js"')
   return m[1].split(' ').filter((a) => a !== '')
@@ -61,7 +61,7 @@ const TASKSET = ['/usr/bin/taskset', '/bin/taskset'].find((p) => existsSync(p))
 export const PINNING = TASKSET !== undefined && availableParallelism() >= 2
 
 export const SERVER_CORE = '0'
-export const LOADGEN_CORE = '1'
+const LOADGEN_CORE = '1'
 
 /** taskset execs the command, so the child's pid is the pinned process's own. */
 function pinned (core: string, cmd: string, args: string[]): [string, string[]] {
@@ -164,7 +164,7 @@ try {
 } catch {}
 
 /** user + system CPU seconds of a process, all its threads included. */
-export function cpuSeconds (pid: number): number | null {
+function cpuSeconds (pid: number): number | null {
   try {
     const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
     // Fields after "(comm)": state is the 3rd field, utime the 14th, stime the 15th.
@@ -276,6 +276,8 @@ export function serviceEnv (port: number, jwtSecret: string): NodeJS.ProcessEnv 
     // One client IP logs in thousands of times a minute here: lift the per-IP limits.
     LOGIN_RATE_LIMIT: '100000000',
     REGISTER_RATE_LIMIT: '100000000',
+    // Each connection chains refreshes of one session as fast as it can: lift the per-session limit.
+    REFRESH_RATE_LIMIT: '100000000',
     ARGON2_MEMORY_COST: String(ARGON2.memoryCost),
     ARGON2_TIME_COST: String(ARGON2.timeCost),
     ARGON2_PARALLELISM: String(ARGON2.parallelism),

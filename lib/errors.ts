@@ -7,11 +7,51 @@ export const InvalidToken = createError('AUTH_INVALID_TOKEN', '%s', 401)
 export const MissingToken = createError('AUTH_MISSING_TOKEN', 'Missing access token', 401)
 export const BadCredentials = createError('AUTH_BAD_CREDENTIALS', 'Invalid username or password', 401)
 export const Unauthorized = createError('AUTH_UNAUTHORIZED', '%s', 401)
+/** A registered client's HTTP Basic credentials are missing or wrong (introspection). */
+export const InvalidClient = createError('AUTH_INVALID_CLIENT', 'Client authentication failed', 401)
 export const Forbidden = createError('AUTH_FORBIDDEN', '%s', 403)
 export const NotFound = createError('AUTH_NOT_FOUND', '%s', 404)
 export const Conflict = createError('AUTH_CONFLICT', '%s', 409)
 export const TooManyRequests = createError('AUTH_TOO_MANY_REQUESTS', '%s', 429)
-export const Unavailable = createError('AUTH_UNAVAILABLE', 'Service temporarily unavailable, try again', 503)
+const UnavailableError = createError('AUTH_UNAVAILABLE', 'Service temporarily unavailable, try again', 503)
+
+/**
+ * Every `code` an error response can carry: this service's own (the error classes of lib/),
+ * and Fastify's that reach a client (a body or URL it cannot read). The OpenAPI document
+ * lists them as the enum of HttpError.code; test/lib/errors.test.ts holds this list equal to
+ * the codes the classes produce and the ones Fastify is seen to send. A 404 for an unknown
+ * route, and a 500, carry no code.
+ */
+export const ERROR_CODES = [
+  'AUTH_INVALID_TOKEN', 'AUTH_MISSING_TOKEN', 'AUTH_BAD_CREDENTIALS', 'AUTH_UNAUTHORIZED',
+  'AUTH_FORBIDDEN', 'AUTH_NOT_FOUND', 'AUTH_CONFLICT', 'AUTH_TOO_MANY_REQUESTS', 'AUTH_UNAVAILABLE',
+  'AUTH_BAD_CURSOR', 'AUTH_INVALID_CLIENT',
+  'FST_ERR_VALIDATION', 'FST_ERR_CTP_INVALID_JSON_BODY', 'FST_ERR_CTP_EMPTY_JSON_BODY',
+  'FST_ERR_CTP_INVALID_MEDIA_TYPE', 'FST_ERR_CTP_BODY_TOO_LARGE', 'FST_ERR_BAD_URL'
+] as const
+export type ErrorCode = typeof ERROR_CODES[number]
+
+/** The shared dependency a 503 was about, for the operator's log line. */
+export type Dependency = 'postgres' | 'redis'
+
+/** A 503 that names the dependency it was about (logged, never sent). */
+export class Unavailable extends UnavailableError {
+  constructor (readonly dependency: Dependency) {
+    super()
+  }
+}
+
+declare module 'fastify' {
+  interface FastifyReply {
+    /** The `code` of the error this reply answers with, for the request's log line. */
+    errorCode?: string
+  }
+}
+
+/** A 429 that tells the client when to try again (the error handler sends Retry-After). */
+export function tooManyRequests (message: string, retryAfterSeconds: number): Error {
+  return Object.assign(new TooManyRequests(message), { retryAfter: retryAfterSeconds })
+}
 
 const NETWORK_CODES = new Set([
   'ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', 'ENOTFOUND', 'EHOSTUNREACH',
@@ -24,6 +64,19 @@ const DRIVER_MESSAGES = [
   /not queryable/, /^Client was closed/, /Stream isn't writeable/, /^Connection is closed/,
   /^Command timed out/, /Reached the max retries per request/, /^Cannot use a pool after calling end/
 ]
+
+// Messages only ioredis gives: with no offline queue, a command on a broken connection
+// fails with one of these (the socket's own error never reaches a command). Every other
+// dependency failure (a SQLSTATE, a socket error, pg's messages) comes from PostgreSQL.
+const REDIS_MESSAGES = [/Stream isn't writeable/, /^Connection is closed/, /^Command timed out/, /Reached the max retries per request/]
+
+/** Which dependency a failure that isDependencyError() accepted came from. */
+export function dependencyOf (err: unknown): Dependency {
+  const { dependency, message, name } = err as { dependency?: Dependency, message?: unknown, name?: unknown }
+  if (dependency !== undefined) return dependency
+  if (name === 'MaxRetriesPerRequestError') return 'redis'
+  return typeof message === 'string' && REDIS_MESSAGES.some((re) => re.test(message)) ? 'redis' : 'postgres'
+}
 
 /** True for failures of PostgreSQL or Redis (down, unreachable, timed out): answered 503. */
 export function isDependencyError (err: unknown): boolean {
@@ -50,7 +103,9 @@ export function errorHandler (this: unknown, err: FastifyError, request: Fastify
     status = 503
     message = 'Service temporarily unavailable, try again'
     code = 'AUTH_UNAVAILABLE'
-    request.log.warn({ err: { message: err.message, code: err.code } }, 'dependency unavailable')
+    const dependency = dependencyOf(err)
+    // An answered request's own line carries the code; this one says what failed, and how.
+    request.log.warn({ dependency, err: { message: err.message, code: err.code } }, `${dependency} unavailable`)
     reply.header('retry-after', '1')
   } else if (status < 400 || status >= 500) {
     request.log.error({ err }, 'unexpected error')
@@ -58,11 +113,16 @@ export function errorHandler (this: unknown, err: FastifyError, request: Fastify
     message = 'Internal Server Error'
     code = undefined
   }
+  const { retryAfter } = err as { retryAfter?: unknown }
+  if (status === 429 && typeof retryAfter === 'number') reply.header('retry-after', String(retryAfter))
   if (status === 401) {
     // RFC 6750 §3: every 401 names the scheme; an error code only when a token was presented.
+    // A client's credentials are HTTP Basic (RFC 6749 §2.3.1, RFC 7617).
     reply.header('www-authenticate', code === 'AUTH_INVALID_TOKEN'
       ? 'Bearer realm="auth", error="invalid_token"'
-      : 'Bearer realm="auth"')
+      : code === 'AUTH_INVALID_CLIENT' ? 'Basic realm="auth", charset="UTF-8"' : 'Bearer realm="auth"')
   }
+  // For the request's log line (the reason of a 4xx from auth, or AUTH_UNAVAILABLE).
+  reply.errorCode = code
   reply.code(status).send({ statusCode: status, error: STATUS_CODES[status] ?? 'Error', message, code })
 }

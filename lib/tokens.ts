@@ -2,7 +2,7 @@
 // (packages/resource-server/src/tokens.ts), so that this service and every service that
 // accepts its tokens verify the same way. plugins/app/auth.ts is the thin plugin over it.
 import { randomUUID } from 'node:crypto'
-import { createSigner } from 'fast-jwt'
+import { createSigner, type Algorithm } from 'fast-jwt'
 import { createAccessTokenVerifier, TokenError, type AccessClaims } from '@auth-service/fastify-resource-server/tokens'
 import type { SigningKeys } from './keys.js'
 import type { Role } from '../schemas/common.js'
@@ -22,7 +22,8 @@ export interface TokenOptions {
 
 export interface Tokens {
   accessTtl: number
-  signAccess: (claims: { sub: string, username: string, role: Role, sid: string, sca: number }) => string
+  /** `short`: a lifetime below accessTtl (seconds from `iat`), for a session that ends sooner. */
+  signAccess: (claims: { sub: string, username: string, role: Role, sid: string, sca: number }, short?: { iat: number, ttl: number }) => string
   /** The claims of the bearer token in an Authorization header; throws a TokenError otherwise. */
   verifyBearer: (header: string) => AccessClaims
   /** The claims of a bare access token (introspection, revocation); throws a TokenError otherwise. */
@@ -39,19 +40,23 @@ export function createTokens (opts: TokenOptions): Tokens {
     audience: opts.audience
   })
 
-  const sign = createSigner({
+  const signerOptions = {
     key: keys?.privatePem ?? opts.secret,
-    algorithm: keys?.alg ?? 'HS256',
+    algorithm: (keys?.alg ?? 'HS256') as Algorithm,
     kid: keys?.kid,
     iss: opts.issuer,
-    aud: opts.audience,
-    expiresIn: opts.accessTtl * 1000
-  })
+    aud: opts.audience
+  }
+  const sign = createSigner({ ...signerOptions, expiresIn: opts.accessTtl * 1000 })
+  // For a token that must end with its session (SESSION_MAX_LIFETIME): iat and exp given.
+  const signUntil = createSigner(signerOptions)
 
   return {
     accessTtl: opts.accessTtl,
-    signAccess ({ sub, username, role, sid, sca }) {
-      return sign({ sub, preferred_username: username, role, sid, sca, jti: randomUUID() })
+    signAccess ({ sub, username, role, sid, sca }, short) {
+      const payload = { sub, preferred_username: username, role, sid, sca, jti: randomUUID() }
+      if (short === undefined) return sign(payload)
+      return signUntil({ ...payload, iat: short.iat, exp: short.iat + short.ttl })
     },
     verifyBearer: verifier.verifyBearer,
     verify: verifier.verify

@@ -1,4 +1,4 @@
-import { Type, type Static } from '@sinclair/typebox'
+import { Type, type Static, type TSchema } from '@sinclair/typebox'
 import { Cursor, optionalDefaults, PageQuery, Uuid, UUID_PATTERN } from './common.js'
 
 export const AuditType = Type.Union([
@@ -39,3 +39,6 @@ export const AuditPage = Type.Object({
 export const AuditQuery = optionalDefaults(Type.Composite([PageQuery, Type.Object({
   userId: Type.Optional(Type.String({ format: 'uuid', pattern: UUID_PATTERN, description: 'Only events whose actor or subject is this user' }))
 })]))
+
+/** The shared schemas of this file, added once with addSchema (schemas/index.ts). */
+export const auditSchemas: TSchema[] = [AuditEvent, AuditPage]

@@ -1,4 +1,4 @@
-import { Type, type Static } from '@sinclair/typebox'
+import { Type, type Static, type TSchema } from '@sinclair/typebox'
 import { NO_NUL, ref, Role } from './common.js'
 import { Username } from './users.js'
 
@@ -92,3 +92,7 @@ export const Session = Type.Object({
   }
 })
 export type Session = Static<typeof Session>
+
+/** The shared schemas of this file, added once with addSchema (schemas/index.ts). */
+export const authSchemas: TSchema[] = [Credentials, LoginBody, PasswordGrant, TokenPair, RefreshBody, Me,
+  ChangeRoleBody, ChangePasswordBody, Session]

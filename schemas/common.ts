@@ -1,4 +1,5 @@
 import { Type, type Static, type TObject, type TSchema } from '@sinclair/typebox'
+import { ERROR_CODES, type ErrorCode } from '../lib/errors.js'
 
 /**
  * A reference to a shared schema (added once with addSchema, a named OpenAPI component).
@@ -18,7 +19,12 @@ export const HttpError = Type.Object({
   statusCode: Type.Integer({ example: 401 }),
   error: Type.String({ example: 'Unauthorized' }),
   message: Type.String({ example: 'Missing access token' }),
-  code: Type.Optional(Type.String({ example: 'AUTH_INVALID_TOKEN', description: 'Stable machine-readable error code' }))
+  // An enum, so generated clients can switch on it; lib/errors.ts says where the list comes from.
+  code: Type.Optional(Type.Unsafe<ErrorCode>(Type.String({
+    enum: [...ERROR_CODES],
+    example: 'AUTH_INVALID_TOKEN',
+    description: 'Stable machine-readable error code: `AUTH_*` from this service, `FST_ERR_*` from Fastify (input it cannot read or validate)'
+  })))
 }, { $id: 'HttpError', description: 'Fastify error shape: no stack trace, no SQL or Redis text' })
 export type HttpError = Static<typeof HttpError>
 
@@ -58,8 +64,8 @@ export const PageQuery = optionalDefaults(Type.Object({
 /** OpenAPI security requirement of the routes that need a signed-in user. */
 export const bearer: Array<Record<string, string[]>> = [{ bearerAuth: [] }, { oauth2: [] }]
 
-/** Shared schemas every route may reference; registered once in app.ts. */
-export const sharedSchemas: TSchema[] = [HttpError, Role]
+/** The shared schemas of this file, added once with addSchema (schemas/index.ts). */
+export const commonSchemas: TSchema[] = [HttpError, Role]
 
 const retryAfter = { 'retry-after': { type: 'integer', description: 'Seconds to wait before trying again' } }
 

@@ -1,4 +1,4 @@
-import { Type, type Static } from '@sinclair/typebox'
+import { Type, type Static, type TSchema } from '@sinclair/typebox'
 import { Cursor, ref, Role, Uuid } from './common.js'
 
 // Role lives in common.ts (registered with the shared schemas); re-exported for its users.
@@ -30,3 +30,6 @@ export const PatchUserBody = Type.Object({
   disabled: Type.Optional(Type.Boolean())
 }, { $id: 'PatchUserBody', description: 'The fields to change; absent fields stay as they are', example: { disabled: true } })
 export type PatchUserBody = Static<typeof PatchUserBody>
+
+/** The shared schemas of this file, added once with addSchema (schemas/index.ts). */
+export const userSchemas: TSchema[] = [User, UserPage, PatchUserBody]

@@ -7,7 +7,7 @@ import { ensureDatabase, migrate } from '../plugins/external/db.js'
 if (existsSync('.env')) process.loadEnvFile('.env')
 try {
   const config = loadConfig(process.env)
-  await ensureDatabase(config.DATABASE_URL)
+  await ensureDatabase(config.DATABASE_URL, { timeoutMs: config.STARTUP_TIMEOUT * 1000 })
   const applied = await migrate(config.DATABASE_URL)
   process.stdout.write(applied.length > 0 ? `applied: ${applied.join(', ')}\n` : 'database is up to date\n')
 } catch (err) {

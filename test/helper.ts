@@ -7,7 +7,8 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import Fastify, { type FastifyInstance, type LightMyRequestResponse } from 'fastify'
 import pg from 'pg'
 import { Redis } from 'ioredis'
-import app, { serverOptions } from '../app.js'
+import app from '../app.js'
+import { serverOptions } from '../lib/server-options.js'
 import { loadConfig } from '../plugins/external/config.js'
 
 export const BASE_DATABASE_URL = process.env.TEST_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/auth_test'
@@ -118,17 +119,20 @@ export async function build (t: Teardown, ctx: TestContext, overrides: Overrides
     REDIS_KEY_PREFIX: ctx.redisKeyPrefix,
     JWT_SECRET,
     LOG_LEVEL: 'silent',
+    // A test's unreachable dependency is meant to be: fail at the first attempt.
+    STARTUP_TIMEOUT: 0,
     // Cheaper hashes keep the suite fast; test/security/passwords.test.ts checks the real defaults.
     ARGON2_MEMORY_COST: 8192,
     ARGON2_TIME_COST: 1,
     LOGIN_RATE_LIMIT: 10_000,
     REGISTER_RATE_LIMIT: 10_000,
     LOCKOUT_THRESHOLD: 10_000,
+    // No refresh grace unless a test asks for it: a used refresh token presented again is
+    // theft at once (test/routes/refresh.test.ts covers the grace).
+    REFRESH_REUSE_INTERVAL: 0,
     ...overrides
   })
-  const options = serverOptions(config)
-  if (opts.logStream !== undefined) options.logger = { ...(options.logger as object), stream: opts.logStream }
-  const server = Fastify(options)
+  const server = Fastify(serverOptions(config, opts.logStream))
   await server.register(app, { config, purgeIntervalMs: 0 })
   t.teardown(() => server.close())
   await server.ready()

@@ -42,7 +42,7 @@ export default fp<AuthOptions>(async function authPlugin (fastify, opts) {
       done(err instanceof TokenError ? new InvalidToken(err.message) : err as Error)
       return
     }
-    revocation.isLive(claims.sub, claims.sid, claims.sca).then((live) => {
+    revocation.isLive(claims.sub, claims.sid, claims.sca, claims.exp).then((live) => {
       if (!live) return done(new InvalidToken('Access token has been revoked'))
       request.user = claims
       done()

@@ -1,7 +1,8 @@
 // Provides `fastify.config`: the validated environment (see .env.example and the README).
 import { randomBytes } from 'node:crypto'
+import { readFileSync } from 'node:fs'
 import fp from 'fastify-plugin'
-import { Type, type Static } from '@sinclair/typebox'
+import { Type, type Static, type TSchema } from '@sinclair/typebox'
 import { Value } from '@sinclair/typebox/value'
 import { loadSigningKeys, type SigningKeys } from '../../lib/keys.js'
 
@@ -9,11 +10,13 @@ const PositiveInt = (def: number, description: string) =>
   Type.Integer({ minimum: 1, default: def, description })
 
 export const EnvSchema = Type.Object({
-  NODE_ENV: Type.String({ default: 'development' }),
+  NODE_ENV: Type.Union([Type.Literal('development'), Type.Literal('production'), Type.Literal('test')], { default: 'development' }),
   PORT: Type.Integer({ minimum: 0, maximum: 65535, default: 3000 }),
   HOST: Type.String({ minLength: 1, default: '127.0.0.1' }),
   DATABASE_URL: Type.String({ default: 'postgres://postgres:postgres@127.0.0.1:5432/auth' }),
   DATABASE_POOL_SIZE: PositiveInt(10, 'PostgreSQL connections per instance'),
+  // How long start-up waits for PostgreSQL and Redis to answer (containers start in any order).
+  STARTUP_TIMEOUT: Type.Integer({ minimum: 0, default: 30, description: 'seconds' }),
   REDIS_URL: Type.String({ default: 'redis://127.0.0.1:6379' }),
   REDIS_KEY_PREFIX: Type.String({ default: 'auth:', pattern: '^[A-Za-z0-9:_.-]{0,64}$' }),
   // Redis topology (plugins/external/redis.ts): REDIS_URL names one node of a Cluster or one Sentinel;
@@ -29,6 +32,12 @@ export const EnvSchema = Type.Object({
   JWT_AUDIENCE: Type.String({ minLength: 1, default: 'auth-service' }),
   ACCESS_TOKEN_TTL: PositiveInt(900, 'seconds'),
   REFRESH_TOKEN_TTL: PositiveInt(2592000, 'seconds'),
+  // Seconds after a rotation during which the just-used refresh token gets the same
+  // successor again (a client's retry, two tabs); 0: none, every reuse ends the session.
+  REFRESH_REUSE_INTERVAL: Type.Integer({ minimum: 0, default: 10, description: 'seconds' }),
+  // A session ends this long after its login however often it is refreshed (ASVS 3.3.2).
+  SESSION_MAX_LIFETIME: PositiveInt(7776000, 'seconds'),
+  REFRESH_RATE_LIMIT: PositiveInt(30, 'refreshes per minute per session'),
   ADMIN_USERNAME: Type.Optional(Type.String({ pattern: '^[A-Za-z0-9_.-]{3,32}$' })),
   ADMIN_PASSWORD: Type.Optional(Type.String({ minLength: 8, maxLength: 128 })),
   LOGIN_RATE_LIMIT: PositiveInt(10, 'login attempts per minute per client IP'),
@@ -37,13 +46,18 @@ export const EnvSchema = Type.Object({
   TRUST_PROXY: Type.Boolean({ default: false }),
   // Comma-separated origins allowed to call the API from a browser; empty: CORS off.
   CORS_ORIGINS: Type.String({ default: '' }),
+  // Where GET /metrics is served: unset, on PORT with the API; `off` (or 0), nowhere; a port
+  // number, on a listener of its own (HOST, that port) serving only /metrics, so that the API's
+  // public port does not expose it.
+  METRICS_PORT: Type.Optional(Type.String({ pattern: '^(off|[0-9]{1,5})$' })),
   LOG_LEVEL: Type.Union(
     ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].map((l) => Type.Literal(l)),
     { default: 'info' }
   ),
   ARGON2_MEMORY_COST: Type.Integer({ minimum: 8192, default: 19456, description: 'KiB' }),
   ARGON2_TIME_COST: Type.Integer({ minimum: 1, default: 2 }),
-  ARGON2_PARALLELISM: Type.Integer({ minimum: 1, maximum: 16, default: 1 })
+  ARGON2_PARALLELISM: Type.Integer({ minimum: 1, maximum: 16, default: 1 }),
+  AUDIT_RETENTION_DAYS: PositiveInt(365, 'audit events older than this many days are deleted')
 })
 
 export type Config = Static<typeof EnvSchema> & {
@@ -53,8 +67,15 @@ export type Config = Static<typeof EnvSchema> & {
   jwtKey: string
   /** True when no JWT_SECRET was given and a per-process key was generated. */
   jwtKeyGenerated: boolean
+  /** Where the development key is kept, when server.ts uses one instead (lib/local-mode.ts). */
+  jwtKeyFile?: string
+  /** DATABASE_URL / REDIS_URL were set (or their _FILE): not the defaults. */
+  databaseUrlGiven: boolean
+  redisUrlGiven: boolean
   /** EdDSA/ES256 keys when JWT_PRIVATE_KEY is set (then JWT_SECRET is not used). */
   signingKeys?: SigningKeys
+  /** METRICS_PORT: `api` (on PORT), `off`, or the port of a listener of its own. */
+  metrics: 'api' | 'off' | number
 }
 
 export class ConfigError extends Error {
@@ -66,6 +87,22 @@ const URL_PROTOCOLS: Record<string, string[]> = {
   REDIS_URL: ['redis:', 'rediss:']
 }
 
+/** The content of a *_FILE, without the line end an editor or `echo` leaves at its end. */
+function readSecretFile (variable: string, path: string): string {
+  try {
+    return readFileSync(path, 'utf8').replace(/\r?\n$/, '')
+  } catch (err) {
+    throw new ConfigError(`Invalid configuration: ${variable}: cannot read ${path} (${(err as { code?: string }).code ?? (err as Error).message})`)
+  }
+}
+
+/** What is wrong with a value, keeping the case of what it quotes (a pattern, a name). */
+function problem (schema: TSchema, message: string): string {
+  const literals = (schema.anyOf as TSchema[] | undefined)?.map((s) => s.const)
+  if (literals !== undefined && literals.every((l) => typeof l === 'string')) return `must be one of ${literals.join(', ')}`
+  return message.charAt(0).toLowerCase() + message.slice(1)
+}
+
 /**
  * Validates an environment (process.env or a test's overrides) into a Config.
  * Throws a ConfigError whose message is one line naming the offending variable.
@@ -73,17 +110,28 @@ const URL_PROTOCOLS: Record<string, string[]> = {
 export function loadConfig (env: Record<string, string | number | boolean | undefined>): Config {
   const known = Object.keys(EnvSchema.properties)
   const raw: Record<string, unknown> = {}
+  // An empty line in .env (`JWT_SECRET=`) means "not set", as in .env.example.
+  const given = (value: unknown) => value !== undefined && value !== ''
   for (const key of known) {
     const value = env[key]
-    // An empty line in .env (`JWT_SECRET=`) means "not set", as in .env.example.
-    if (value !== undefined && value !== '') raw[key] = value
+    const file = env[`${key}_FILE`]
+    if (given(file)) {
+      // Docker and Kubernetes secrets arrive as files: X_FILE names the file that holds X.
+      if (given(value)) throw new ConfigError(`Invalid configuration: set ${key} or ${key}_FILE, not both`)
+      raw[key] = readSecretFile(`${key}_FILE`, String(file))
+    } else if (given(value)) {
+      raw[key] = value
+    }
   }
+  // Before Value.Default, which fills the defaults into `raw` itself.
+  const databaseUrlGiven = raw.DATABASE_URL !== undefined
+  const redisUrlGiven = raw.REDIS_URL !== undefined
   const converted = Value.Default(EnvSchema, Value.Convert(EnvSchema, raw))
   const first = Value.Errors(EnvSchema, converted).First()
   if (first) {
     const name = first.path.replace(/^\//, '') || 'environment'
     const shown = ['JWT_SECRET', 'JWT_PRIVATE_KEY', 'ADMIN_PASSWORD'].includes(name) ? '' : ` (got ${JSON.stringify(raw[name])})`
-    throw new ConfigError(`Invalid configuration: ${name} ${first.message.toLowerCase()}${shown}`)
+    throw new ConfigError(`Invalid configuration: ${name} ${problem(first.schema, first.message)}${shown}`)
   }
   const cfg = converted as Static<typeof EnvSchema>
 
@@ -133,6 +181,14 @@ export function loadConfig (env: Record<string, string | number | boolean | unde
     throw new ConfigError('Invalid configuration: ADMIN_USERNAME and ADMIN_PASSWORD must be set together')
   }
 
+  let metrics: Config['metrics'] = 'api'
+  if (cfg.METRICS_PORT === 'off' || cfg.METRICS_PORT === '0') metrics = 'off'
+  else if (cfg.METRICS_PORT !== undefined) {
+    metrics = Number(cfg.METRICS_PORT)
+    if (metrics > 65535) throw new ConfigError(`Invalid configuration: METRICS_PORT must be a port (1-65535), 0 or off (got "${cfg.METRICS_PORT}")`)
+    if (metrics === cfg.PORT) throw new ConfigError('Invalid configuration: METRICS_PORT must differ from PORT (leave it unset to serve /metrics on PORT)')
+  }
+
   const corsOrigins = cfg.CORS_ORIGINS.split(',').map((o) => o.trim()).filter((o) => o !== '')
   for (const origin of corsOrigins) {
     if (!/^https?:\/\/[^/\s]+$/.test(origin)) {
@@ -147,7 +203,10 @@ export function loadConfig (env: Record<string, string | number | boolean | unde
     // well-known default: a forgotten setting must never make tokens forgeable.
     jwtKey: secret ?? randomBytes(48).toString('base64'),
     jwtKeyGenerated: secret === undefined && signingKeys === undefined,
-    signingKeys
+    signingKeys,
+    metrics,
+    databaseUrlGiven,
+    redisUrlGiven
   }
 }
 
@@ -159,7 +218,9 @@ declare module 'fastify' {
 
 export default fp<{ config: Config }>(async function configPlugin (fastify, opts) {
   fastify.decorate('config', opts.config)
-  if (opts.config.jwtKeyGenerated) {
+  if (opts.config.jwtKeyFile !== undefined) {
+    fastify.log.info(`JWT_SECRET is not set: signing with the development key kept in ${opts.config.jwtKeyFile} (tokens survive a restart)`)
+  } else if (opts.config.jwtKeyGenerated) {
     fastify.log.warn('JWT_SECRET is not set: using a random per-process key; tokens will not survive a restart or work across instances')
   }
 }, { name: 'config' })

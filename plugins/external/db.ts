@@ -7,6 +7,7 @@ import fp from 'fastify-plugin'
 import fastifyPostgres, { type PostgresDb } from '@fastify/postgres'
 import pg from 'pg'
 import Postgrator from 'postgrator'
+import { addressOf, StartupError, waitFor, type WaitOptions } from '../../lib/startup.js'
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -44,19 +45,27 @@ function migrationsDir (): string {
   throw new Error('migrations/ directory not found')
 }
 
-/** Creates the database named in the URL when it does not exist (and the role may create it). */
-export async function ensureDatabase (databaseUrl: string): Promise<void> {
+/**
+ * Creates the database named in the URL when it does not exist (and the role may create it).
+ * An unreachable server is tried again for `wait.timeoutMs` (lib/startup.ts).
+ */
+export async function ensureDatabase (databaseUrl: string, wait: WaitOptions = { timeoutMs: 0 }): Promise<void> {
   const url = new URL(databaseUrl)
   const name = decodeURIComponent(url.pathname.slice(1))
-  const probe = new pg.Client({ connectionString: databaseUrl, connectionTimeoutMillis: CONNECT_TIMEOUT_MS })
-  try {
-    await probe.connect()
-    return
-  } catch (err) {
-    if ((err as { code?: string }).code !== '3D000') throw err // 3D000: invalid_catalog_name
-  } finally {
-    await probe.end().catch(() => {})
-  }
+  const target = { variable: 'DATABASE_URL', what: 'PostgreSQL', address: addressOf(databaseUrl, 5432) }
+  const missing = await waitFor(target, wait, async (timeoutMs) => {
+    const probe = new pg.Client({ connectionString: databaseUrl, connectionTimeoutMillis: timeoutMs })
+    try {
+      await probe.connect()
+      return false
+    } catch (err) {
+      if ((err as { code?: string }).code === '3D000') return true // invalid_catalog_name
+      throw err
+    } finally {
+      await probe.end().catch(() => {})
+    }
+  })
+  if (!missing) return
   url.pathname = '/postgres'
   const admin = new pg.Client({ connectionString: url.toString(), connectionTimeoutMillis: CONNECT_TIMEOUT_MS })
   await admin.connect()
@@ -65,6 +74,9 @@ export async function ensureDatabase (databaseUrl: string): Promise<void> {
   } catch (err) {
     // Another instance starting at the same moment may have created it first.
     const code = (err as { code?: string }).code
+    if (code === '42501') { // insufficient_privilege
+      throw new StartupError(`DATABASE_URL: database "${name}" does not exist at ${target.address} and the role may not create it`)
+    }
     if (code !== '42P04' && code !== '23505') throw err
   } finally {
     await admin.end().catch(() => {})
@@ -96,10 +108,15 @@ export async function migrate (databaseUrl: string, dir = migrationsDir()): Prom
 export interface DbOptions {
   databaseUrl: string
   poolSize: number
+  /** How long start-up waits for PostgreSQL to answer (ms). */
+  startupTimeoutMs?: number
 }
 
 export default fp<DbOptions>(async function dbPlugin (fastify, opts) {
-  await ensureDatabase(opts.databaseUrl)
+  await ensureDatabase(opts.databaseUrl, {
+    timeoutMs: opts.startupTimeoutMs ?? 0,
+    onWait: (cause) => fastify.log.warn(`PostgreSQL at ${addressOf(opts.databaseUrl, 5432)} is not answering (${cause}): trying again for up to ${Math.round((opts.startupTimeoutMs ?? 0) / 1000)} s`)
+  })
   const applied = await migrate(opts.databaseUrl)
   if (applied.length > 0) fastify.log.info({ applied }, 'database migrations applied')
 
@@ -114,9 +131,15 @@ export default fp<DbOptions>(async function dbPlugin (fastify, opts) {
     // (a crash, a partition), so an idle pooled connection is dropped, not reused and hung on.
     keepAlive: true,
     keepAliveInitialDelayMillis: 10_000
-    // A broken connection must not take the process down; the next query reconnects.
-    // (pg emits 'error' on idle clients when the server goes away.)
   })
-  fastify.pg.pool.on('error', (err) => fastify.log.warn({ err: { message: err.message } }, 'idle PostgreSQL client error'))
+  const { pool } = fastify.pg
+  // A broken connection must not take the process down; the next query reconnects.
+  // (pg emits 'error' on idle clients when the server goes away.)
+  pool.on('error', (err) => fastify.log.warn({ err: { message: err.message } }, 'idle PostgreSQL client error'))
   fastify.decorate('db', fastify.pg)
-}, { name: 'db', dependencies: ['config'] })
+
+  const { metrics } = fastify
+  metrics.gauge('pg_pool_total_connections', 'PostgreSQL connections open in the pool', () => pool.totalCount)
+  metrics.gauge('pg_pool_idle_connections', 'PostgreSQL connections idle in the pool', () => pool.idleCount)
+  metrics.gauge('pg_pool_waiting_clients', 'Queries waiting for a PostgreSQL connection', () => pool.waitingCount)
+}, { name: 'db', dependencies: ['metrics'] })

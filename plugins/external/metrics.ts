@@ -1,7 +1,8 @@
 // Provides `fastify.metrics`: a Prometheus registry of this app instance (not prom-client's
 // global one, so several instances in one process do not clash), request counts and
-// latencies by route, login outcomes, and counters other plugins increment (revocations,
-// Redis fallbacks). Served by GET /metrics (routes/health).
+// latencies by route, login outcomes, counters other plugins increment (revocations, Redis
+// fallbacks) and gauges they register (pool, connection, breaker). Served by GET /metrics
+// (routes/health).
 //
 // Nothing sensitive goes in: labels are route templates (`/users/:id`, never the URL
 // itself), methods, status codes and fixed reasons; no user, IP, token or error text.
@@ -29,118 +30,60 @@ export interface Metrics {
   /** Token checks answered from PostgreSQL: a cache miss, or Redis unavailable. */
   readThroughs: Counter<'reason'>
   /**
-   * One answered request (app.ts calls it from its one onResponse hook): `route` is the
-   * route template or 'unmatched', `ms` the time from request received to response sent.
+   * One answered request (the request-logging plugin calls it once per response): `route`
+   * is the route template or 'unmatched', `ms` the time from request received to response sent.
    */
   observeRequest: (method: string, route: string, status: number, ms: number) => void
+  /**
+   * A gauge read when /metrics is scraped, never on the request path: the plugin that owns
+   * the state registers it (the PostgreSQL pool, the Redis client, the circuit breaker).
+   * `read` returning undefined leaves the last value.
+   */
+  gauge: (name: string, help: string, read: () => number | undefined) => void
 }
 
 const LOGIN_ROUTE = '/auth/login'
 
-/** Latency buckets (seconds): the hot path answers in about a millisecond; logins take an argon2 hash (~50-500 ms). */
+/** Latency buckets (seconds), from the hot path's to a login's argon2 hash and beyond. */
 const DURATION_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5]
-
-/** One series of the request metrics: a method, a route template and a status code. */
-export interface RequestSeries {
-  labels: { method: string, route: string, status_code: number }
-  count: number
-  /** What http_requests_total has been given so far. */
-  exported: number
-  sum: number
-  /** Observations per bucket (not cumulative); the last one is +Inf. */
-  buckets: Float64Array
-}
-
-/**
- * `http_request_duration_seconds`: a Prometheus histogram by method, route template and
- * status code, with the exposition of prom-client's Histogram. prom-client's observe()
- * validates the labels and builds a string key from them on every call; here a series is
- * found by three map lookups on strings Fastify reuses, and an observation is a bucket
- * search and three additions: ~8 k fewer instructions per request (docs/benchmarks.md).
- */
-export class RequestDurations {
-  readonly name = 'http_request_duration_seconds'
-  readonly help = 'Time from request received to response sent, by method, route template and status code'
-  readonly type = 'histogram'
-  readonly aggregator = 'sum'
-  private readonly byRoute = new Map<string, Map<string, Map<number, RequestSeries>>>()
-  private readonly all: RequestSeries[] = []
-
-  constructor (private readonly bounds: number[]) {}
-
-  observe (method: string, route: string, status: number, seconds: number): void {
-    let byMethod = this.byRoute.get(route)
-    if (byMethod === undefined) this.byRoute.set(route, byMethod = new Map())
-    let byStatus = byMethod.get(method)
-    if (byStatus === undefined) byMethod.set(method, byStatus = new Map())
-    let series = byStatus.get(status)
-    if (series === undefined) {
-      series = { labels: { method, route, status_code: status }, count: 0, exported: 0, sum: 0, buckets: new Float64Array(this.bounds.length + 1) }
-      byStatus.set(status, series)
-      this.all.push(series)
-    }
-    const { bounds } = this
-    let b = 0
-    while (b < bounds.length && seconds > bounds[b]) b++
-    series.buckets[b]++
-    series.count++
-    series.sum += seconds
-  }
-
-  series (): readonly RequestSeries[] {
-    return this.all
-  }
-
-  /** The values prom-client's registry renders: cumulative buckets, +Inf, _sum and _count. */
-  async get (): Promise<{ name: string, help: string, type: string, aggregator: string, values: Array<{ metricName: string, labels: Record<string, string | number>, value: number }> }> {
-    const values = []
-    for (const series of this.all) {
-      let cumulative = 0
-      for (let b = 0; b <= this.bounds.length; b++) {
-        cumulative += series.buckets[b]
-        values.push({ metricName: `${this.name}_bucket`, labels: { le: b < this.bounds.length ? this.bounds[b] : '+Inf', ...series.labels }, value: cumulative })
-      }
-      values.push({ metricName: `${this.name}_sum`, labels: { ...series.labels }, value: series.sum })
-      values.push({ metricName: `${this.name}_count`, labels: { ...series.labels }, value: series.count })
-    }
-    return { name: this.name, help: this.help, type: this.type, aggregator: this.aggregator, values }
-  }
-
-  reset (): void {
-    this.byRoute.clear()
-    this.all.length = 0
-  }
-}
 
 export default fp(async function metricsPlugin (fastify) {
   const registry = new Registry()
-  // Counted per series in plain numbers (RequestDurations, above) and read when scraped.
-  const durations = new RequestDurations(DURATION_BUCKETS)
-  registry.registerMetric(new Counter({
+  const requests = new Counter({
     name: 'http_requests_total',
     help: 'HTTP requests answered, by method, route template and status code',
     labelNames: ['method', 'route', 'status_code'],
-    registers: [],
-    collect () {
-      for (const series of durations.series()) {
-        const delta = series.count - series.exported
-        // Present from the first scrape, at 0, like the other series.
-        this.inc(series.labels, delta)
-        series.exported = series.count
-      }
-    }
-  }))
-  // A prom-client metric in all but name: the registry renders whatever get() returns.
-  registry.registerMetric(durations as unknown as Histogram)
+    registers: [registry]
+  })
+  const durations = new Histogram({
+    name: 'http_request_duration_seconds',
+    help: 'Time from request received to response sent, by method, route template and status code',
+    labelNames: ['method', 'route', 'status_code'],
+    buckets: DURATION_BUCKETS,
+    registers: [registry]
+  })
 
   const metrics: Metrics = {
     observeRequest (method, route, status, ms) {
-      durations.observe(method, route, status, ms / 1000)
+      const labels = { method, route, status_code: status }
+      requests.inc(labels)
+      durations.observe(labels, ms / 1000)
       if (route === LOGIN_ROUTE && method === 'POST') {
         if (status === 200) metrics.logins.inc()
         else if (status === 401) metrics.loginFailures.inc({ reason: 'bad_credentials' })
         else if (status === 429) metrics.loginFailures.inc({ reason: 'throttled' })
       }
+    },
+    gauge (name, help, read) {
+      registry.registerMetric(new Gauge({
+        name,
+        help,
+        registers: [],
+        collect () {
+          const value = read()
+          if (value !== undefined) this.set(value)
+        }
+      }))
     },
     registry,
     logins: new Counter({ name: 'auth_logins_total', help: 'Successful logins', registers: [registry] }),
@@ -181,27 +124,5 @@ export default fp(async function metricsPlugin (fastify) {
   metrics.readThroughs.inc({ reason: 'miss' }, 0)
   metrics.readThroughs.inc({ reason: 'redis_unavailable' }, 0)
 
-  // Read at scrape time only: nothing on the request path. The decorators they read are
-  // added by plugins registered after this one.
-  const gauge = (name: string, help: string, read: () => number | undefined) => new Gauge({
-    name,
-    help,
-    registers: [registry],
-    collect () {
-      const value = read()
-      if (value !== undefined) this.set(value)
-    }
-  })
-  const pool = () => fastify.hasDecorator('db') ? fastify.db.pool : undefined
-  gauge('pg_pool_total_connections', 'PostgreSQL connections open in the pool', () => pool()?.totalCount)
-  gauge('pg_pool_idle_connections', 'PostgreSQL connections idle in the pool', () => pool()?.idleCount)
-  gauge('pg_pool_waiting_clients', 'Queries waiting for a PostgreSQL connection', () => pool()?.waitingCount)
-  gauge('auth_redis_up', '1 while the Redis client is connected and ready', () =>
-    fastify.hasDecorator('redis') ? Number(fastify.redis.status === 'ready') : undefined)
-  gauge('auth_redis_breaker_open', '1 while token checks skip Redis and read PostgreSQL', () =>
-    fastify.hasDecorator('revocation') ? Number(!fastify.revocation.redisUsable()) : undefined)
-  gauge('auth_revocation_retry_backlog', 'Committed revocations whose post-commit Redis write awaits a retry', () =>
-    fastify.hasDecorator('revocation') ? fastify.revocation.backlogSize : undefined)
-
   fastify.decorate('metrics', metrics)
-}, { name: 'metrics', dependencies: ['config'] })
+}, { name: 'metrics' })

@@ -4,15 +4,15 @@
 import fp from 'fastify-plugin'
 import fastifyRedis from '@fastify/redis'
 import { Cluster, Redis, type ClusterOptions, type RedisOptions as IORedisOptions } from 'ioredis'
-import { withTimeout } from '../../lib/timeout.js'
+import { addressOf, ATTEMPT_TIMEOUT_MS, describeCause, unreachable, type Target, type WaitOptions } from '../../lib/startup.js'
 
 export type RedisMode = 'standalone' | 'cluster' | 'sentinel'
 
 export interface RedisOptions {
   url: string
   keyPrefix: string
-  /** How long start-up waits for Redis before giving up. */
-  connectTimeoutMs?: number
+  /** How long start-up waits for Redis before giving up (ms). */
+  startupTimeoutMs?: number
 }
 
 export interface RedisTopology {
@@ -68,8 +68,8 @@ export function createRedisClient (urlString: string, keyPrefix: string, topolog
     maxRetriesPerRequest: 0,
     // TCP keepalive notices a dead peer on an idle connection.
     keepAlive: 10_000,
-    // Commands issued in the same tick (concurrent requests) share one write: the
-    // socket write was the largest single cost of an authenticated request.
+    // Commands issued in the same tick (concurrent requests) share one socket write
+    // instead of one write each.
     enableAutoPipelining: true
   }
   const mode = topology.mode ?? 'standalone'
@@ -119,6 +119,42 @@ export function createRedisClient (urlString: string, keyPrefix: string, topolog
   return new Redis(urlString, common)
 }
 
+/**
+ * Resolves once the client is ready. ioredis keeps reconnecting by itself (retryStrategy,
+ * at most 500 ms apart): this waits for that, up to `wait.timeoutMs`, and rejects at once on
+ * refused credentials, which no retry mends.
+ */
+async function connected (client: Redis, target: Target, wait: WaitOptions): Promise<void> {
+  const deadline = Date.now() + wait.timeoutMs
+  let last: unknown = new Error('timed out')
+  let waiting = false
+  await new Promise<void>((resolve, reject) => {
+    const finish = (err?: Error) => {
+      clearTimeout(timer)
+      client.off('error', onError)
+      client.off('ready', onReady)
+      if (err === undefined) resolve()
+      else reject(err)
+    }
+    const onReady = () => finish()
+    const onError = (err: Error & { lastNodeError?: Error }) => {
+      // A Cluster wraps the cause: "Failed to refresh slots cache" says little.
+      last = err.lastNodeError ?? err
+      const cause = describeCause(last)
+      if (cause.auth === true) return finish(unreachable(target, cause.text, wait.timeoutMs, false))
+      if (Date.now() >= deadline) return finish(unreachable(target, cause.text, wait.timeoutMs, true))
+      if (!waiting) wait.onWait?.(cause.text)
+      waiting = true
+    }
+    // A black-holed address errors only when a connect attempt times out.
+    const timer = setTimeout(() => finish(unreachable(target, describeCause(last).text, wait.timeoutMs, true)),
+      Math.max(wait.timeoutMs, ATTEMPT_TIMEOUT_MS))
+    client.on('error', onError)
+    client.once('ready', onReady)
+    client.connect().catch(() => {})
+  })
+}
+
 export default fp<RedisOptions>(async function redisPlugin (fastify, opts) {
   const { config } = fastify
   const client = createRedisClient(opts.url, opts.keyPrefix, {
@@ -137,17 +173,20 @@ export default fp<RedisOptions>(async function redisPlugin (fastify, opts) {
     down = false
   })
 
-  // Deliberate start-up policy: refuse to start without Redis (one clear line, exit 1),
-  // so a misconfigured REDIS_URL is caught at deploy time. Once running, the service
-  // survives Redis going away (see plugins/revocation.ts).
-  const timeoutMs = opts.connectTimeoutMs ?? 5000
+  // Deliberate start-up policy: wait for Redis for a bounded time (containers start in any
+  // order), then refuse to start with one clear line, so a misconfigured REDIS_URL is caught
+  // at deploy time. Once running, the service survives Redis going away (plugins/app/revocation).
+  const what = config.REDIS_MODE === 'cluster' ? 'Redis Cluster' : config.REDIS_MODE === 'sentinel' ? 'Redis through Sentinel' : 'Redis'
+  const target = { variable: 'REDIS_URL', what, address: addressOf(opts.url, config.REDIS_MODE === 'sentinel' ? 26379 : 6379) }
+  const timeoutMs = opts.startupTimeoutMs ?? 0
   try {
-    await withTimeout(client.connect(), timeoutMs, () => new Error('timed out'))
-  } catch {
+    await connected(client, target, {
+      timeoutMs,
+      onWait: (cause) => fastify.log.warn(`${what} at ${target.address} is not answering (${cause}): trying again for up to ${Math.round(timeoutMs / 1000)} s`)
+    })
+  } catch (err) {
     client.disconnect()
-    const { hostname, port } = new URL(opts.url)
-    const what = config.REDIS_MODE === 'cluster' ? 'Redis Cluster' : config.REDIS_MODE === 'sentinel' ? 'Redis through Sentinel' : 'Redis'
-    throw new Error(`REDIS_URL: cannot connect to ${what} at ${hostname}:${port || 6379}`)
+    throw err
   }
 
   // ioredis reconnects by itself, except in a few corners (a connector that fails while
@@ -161,8 +200,9 @@ export default fp<RedisOptions>(async function redisPlugin (fastify, opts) {
   })
 
   await fastify.register(fastifyRedis, { client, closeClient: false })
+  fastify.metrics.gauge('auth_redis_up', '1 while the Redis client is connected and ready', () => Number(client.status === 'ready'))
   fastify.addHook('onClose', async () => {
     closing = true
     await client.quit().catch(() => client.disconnect())
   })
-}, { name: 'redis', dependencies: ['config'] })
+}, { name: 'redis', dependencies: ['config', 'metrics'] })

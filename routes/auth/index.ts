@@ -30,10 +30,14 @@ const routes: FastifyPluginAsyncTypebox = async function (fastify) {
   // RFC 6749 §5.1: token responses are never cached.
   function tokenPair (reply: FastifyReply, s: IssuedSession) {
     reply.header('cache-control', 'no-store').header('pragma', 'no-cache')
+    // The access token ends with its session when that comes sooner (SESSION_MAX_LIFETIME).
+    const iat = Math.floor(Date.now() / 1000)
+    const ttl = Math.max(1, Math.min(tokens.accessTtl, s.endsAt - iat))
+    const claims = { sub: s.userId, username: s.username, role: s.role, sid: s.sid, sca: s.sca }
     return {
-      access_token: tokens.signAccess({ sub: s.userId, username: s.username, role: s.role, sid: s.sid, sca: s.sca }),
+      access_token: tokens.signAccess(claims, ttl < tokens.accessTtl ? { iat, ttl } : undefined),
       token_type: 'Bearer' as const,
-      expires_in: tokens.accessTtl,
+      expires_in: ttl,
       refresh_token: s.refreshToken
     }
   }
@@ -91,12 +95,12 @@ const routes: FastifyPluginAsyncTypebox = async function (fastify) {
       tags: ['auth'],
       operationId: 'refresh',
       summary: 'Exchange a refresh token (single use) for a new token pair',
-      description: 'Presenting a refresh token that was already used ends its whole session (theft detection).',
+      description: 'Presenting the refresh token just used again within `REFRESH_REUSE_INTERVAL` seconds (a retry, two tabs) returns a pair with the same new refresh token; presenting it later ends its whole session (theft detection). A session ends `SESSION_MAX_LIFETIME` after its login however often it is refreshed. Rate-limited per session (429 with Retry-After).',
       body: ref(RefreshBody),
       response: {
         200: tokenResponse('A new token pair; the refresh token presented is used up'),
         ...errors(400, [401, 'Unknown, expired, revoked or already used refresh token',
-          { code: 'AUTH_UNAUTHORIZED', message: 'Invalid refresh token' }], 413, 415, 503)
+          { code: 'AUTH_UNAUTHORIZED', message: 'Invalid refresh token' }], 413, 415, [429, 'Too many refreshes of this session in a minute'], 503)
       }
     }
   }, async function (request, reply) {

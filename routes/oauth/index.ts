@@ -7,6 +7,7 @@ import type { FastifyReply, FastifyRequest, HookHandlerDoneFunction } from 'fast
 import { errors, ref } from '../../schemas/common.js'
 import { Introspection, IntrospectionRequest, RevocationRequest, RevocationResult } from '../../schemas/oauth.js'
 import { auditContext } from '../../plugins/app/audit/audit-service.js'
+import { InvalidClient } from '../../lib/errors.js'
 
 const noStore = { 'cache-control': { type: 'string', enum: ['no-store'], description: 'Never cached: the next request may find the token revoked' } }
 
@@ -18,13 +19,6 @@ const formOrJson = (schema: TSchema) => ({
     'application/json': { schema: ref(schema) }
   }
 })
-
-const INVALID_CLIENT = {
-  statusCode: 401,
-  error: 'Unauthorized',
-  message: 'Client authentication failed',
-  code: 'AUTH_INVALID_CLIENT'
-}
 
 const invalidClient = {
   ...errors([401, 'Missing or wrong client credentials', { code: 'AUTH_INVALID_CLIENT', message: 'Client authentication failed' }])[401],
@@ -58,7 +52,7 @@ const routes: FastifyPluginAsyncTypebox = async function (fastify) {
         401: invalidClient
       }
     }
-  }, async function (request, reply) {
+  }, async function (request) {
     const { token } = request.body as IntrospectionRequest
     // The client check and an access token's check are both started here, before either
     // is awaited: their two Redis commands leave in one write (one round trip).
@@ -66,10 +60,8 @@ const routes: FastifyPluginAsyncTypebox = async function (fastify) {
     const access = oauth.introspectAccess(token)
     // Awaited below only for a known client; until then its failure is not this request's.
     access?.catch(() => {})
-    if (await client === null) {
-      // RFC 6749 §5.2 (invalid_client): a Basic challenge, not the Bearer one of other 401s.
-      return reply.code(401).header('www-authenticate', 'Basic realm="auth", charset="UTF-8"').send(INVALID_CLIENT)
-    }
+    // RFC 6749 §5.2 (invalid_client): answered with a Basic challenge (lib/errors.ts).
+    if (await client === null) throw new InvalidClient()
     // A refresh token costs a PostgreSQL read: only for a known client.
     return await (access ?? oauth.introspectRefresh(token))
   })

@@ -1,20 +1,8 @@
 // /.well-known/jwks.json: the public keys that verify access tokens (asymmetric signing
 // only), so other services can check tokens without holding a secret.
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
-import { Type } from '@sinclair/typebox'
 import { ref } from '../../schemas/common.js'
-
-export const Jwks = Type.Object({
-  keys: Type.Array(Type.Object({
-    kty: Type.String(),
-    crv: Type.String(),
-    x: Type.String(),
-    y: Type.Optional(Type.String()),
-    kid: Type.String(),
-    alg: Type.String(),
-    use: Type.String()
-  }))
-}, { $id: 'Jwks', description: 'JWK set (RFC 7517)' })
+import { Jwks } from '../../schemas/well-known.js'
 
 const routes: FastifyPluginAsyncTypebox = async function (fastify) {
   const keys = fastify.config.signingKeys

@@ -118,7 +118,7 @@ async function nodeOf (user: Account): Promise<Node | undefined> {
 
 async function backToNormal (server: FastifyInstance, warm: Account): Promise<number> {
   return await waitFor(async () => {
-    if ((await server.inject('/ready')).statusCode !== 200 || !server.revocation.redisUsable()) return false
+    if ((await server.inject('/ready')).json().status !== 'ok' || !server.revocation.redisUsable()) return false
     await me(warm.access)
     const before = await counter(server.metrics.readThroughs)
     return (await me(warm.access)).status === 200 && await counter(server.metrics.readThroughs) === before

@@ -3,7 +3,8 @@
 import t from 'tap'
 import { Writable } from 'node:stream'
 import Fastify from 'fastify'
-import app, { serverOptions } from '../../app.js'
+import app from '../../app.js'
+import { serverOptions } from '../../lib/server-options.js'
 import { loadConfig } from '../../plugins/external/config.js'
 import { BASE_REDIS_URL, bearer, build, context, JWT_SECRET, PASSWORD, signUp } from '../helper.js'
 
@@ -100,8 +101,7 @@ t.test('structured logs carry the caller\'s X-Request-Id, or a fresh one, and no
     ARGON2_MEMORY_COST: 8192,
     ARGON2_TIME_COST: 1
   })
-  const options = serverOptions(config)
-  const logged = Fastify({ ...options, logger: { ...(options.logger as object), stream } })
+  const logged = Fastify(serverOptions(config, stream))
   await logged.register(app, { config, purgeIntervalMs: 0 })
   t.teardown(() => logged.close())
   await logged.ready()

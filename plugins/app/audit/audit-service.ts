@@ -1,13 +1,21 @@
-// Security events: recorded by the services as they act, paged through by admins.
+// Security events: recorded by the services as they act, paged through by admins, and
+// deleted after AUDIT_RETENTION_DAYS.
 import type { FastifyBaseLogger, FastifyRequest } from 'fastify'
 import type { AuditEvent, AuditType } from '../../../schemas/audit.js'
 import { decodeCursor, encodeCursor } from '../../../lib/cursor.js'
+import type { Queryable } from '../../external/db.js'
 import type { AuditRepository } from './audit-repository.js'
 
 export interface AuditRecord {
   type: AuditType
   actorId?: string | null
   subjectId?: string | null
+  /**
+   * Instead of subjectId: the username an event is about (a login refused for a locked
+   * username); the subject is its user, when there is one. Resolved in the INSERT itself,
+   * so the request that caused the event neither waits for nor reveals the lookup.
+   */
+  subjectUsername?: string
   ip?: string | null
   /** Never a password or a token: callers pass identifiers and reasons only. */
   detail?: Record<string, unknown>
@@ -24,11 +32,23 @@ export function auditContext (request: FastifyRequest): AuditContext {
   return { actorId: request.user?.sub ?? null, ip: request.ip }
 }
 
+/** Events deleted per statement by the retention purge. */
+const PURGE_BATCH = 5000
+
 export class AuditService {
   constructor (private readonly repository: AuditRepository, private readonly log: FastifyBaseLogger) {}
 
-  /** Records an event. Never throws: an audit failure must not fail the request it records. */
-  async record (event: AuditRecord): Promise<void> {
+  /**
+   * Records an event. With `client`, inside the caller's transaction: the event commits
+   * with the change it records, or neither does (a change is never left unrecorded).
+   * Without one (events of failures that change nothing: a failed or refused login), it
+   * never throws: an audit failure must not fail the request it records.
+   */
+  async record (event: AuditRecord, client?: Queryable): Promise<void> {
+    if (client !== undefined) {
+      await this.repository.insert(event, client)
+      return
+    }
     try {
       await this.repository.insert(event)
     } catch (err) {
@@ -43,5 +63,15 @@ export class AuditService {
     const items = rows.slice(0, opts.limit)
     const nextCursor = rows.length > opts.limit ? encodeCursor([items[items.length - 1].id]) : null
     return { items, nextCursor }
+  }
+
+  /** Deletes the events older than `days` days, in batches; how many. */
+  async purgeOlderThan (days: number): Promise<number> {
+    let total = 0
+    for (;;) {
+      const n = await this.repository.deleteOlderThan(days, PURGE_BATCH)
+      total += n
+      if (n < PURGE_BATCH) return total
+    }
   }
 }

@@ -170,7 +170,7 @@ export class ClientsService {
     if (cached === UNKNOWN) return null
     const hit = typeof cached === 'string' ? decode(cached) : undefined
     if (hit !== undefined) return hit
-    const record = await withTimeout(this.repo.findByClientId(this.db, clientId), READ_TIMEOUT_MS, () => new Unavailable())
+    const record = await withTimeout(this.repo.findByClientId(this.db, clientId), READ_TIMEOUT_MS, () => new Unavailable('postgres'))
     if (cached !== undefined) {
       await this.redis.set(key, record === null ? UNKNOWN : encode(record), 'PX', CACHE_TTL_MS, 'NX').catch(() => {})
     }
@@ -181,7 +181,7 @@ export class ClientsService {
     try {
       await this.redis.set(key, value, 'PX', CACHE_TTL_MS)
     } catch {
-      throw new Unavailable()
+      throw new Unavailable('redis')
     }
   }
 

@@ -50,7 +50,9 @@ export class LockoutService {
       return 0
     }
     if (ms <= 0) return 0
-    await this.audit.record({ ...ctx, type: 'login_locked', detail: { username } })
+    // The subject is the username's user when there is one, found by the INSERT itself: the
+    // 429 is the same either way, so the lockout still says nothing about which names exist.
+    await this.audit.record({ ...ctx, type: 'login_locked', subjectUsername: username, detail: { username } })
     return Math.ceil(ms / 1000)
   }
 

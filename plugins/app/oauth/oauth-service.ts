@@ -46,7 +46,7 @@ export class OAuthService {
       throw err
     }
     const { sub, sid, sca } = claims
-    return this.revocation.isLive(sub, sid, sca).then((live) => live
+    return this.revocation.isLive(sub, sid, sca, claims.exp).then((live) => live
       ? {
           active: true,
           sub,

@@ -11,9 +11,12 @@ declare module 'fastify' {
   }
 }
 
-export default fp<{ sessionTtlSeconds: number }>(async function revocationPlugin (fastify, opts) {
-  const service = new RevocationService(fastify.redis, fastify.db, new RevocationRepository(fastify.db), fastify.log, opts.sessionTtlSeconds * 1000,
-    fastify.hasDecorator('metrics') ? fastify.metrics : undefined)
+export default fp<{ accessTtlSeconds: number }>(async function revocationPlugin (fastify, opts) {
+  const { metrics } = fastify
+  const service = new RevocationService(fastify.redis, fastify.db, new RevocationRepository(fastify.db), fastify.log,
+    opts.accessTtlSeconds, metrics)
+  metrics.gauge('auth_redis_breaker_open', '1 while token checks skip Redis and read PostgreSQL', () => Number(!service.redisUsable()))
+  metrics.gauge('auth_revocation_retry_backlog', 'Committed revocations whose post-commit Redis write awaits a retry', () => service.backlogSize)
   fastify.decorate('revocation', service)
   // Readers in other services trust this Redis only once it says which protocol it holds.
   await service.announceProtocol().catch((err: Error) => {
@@ -22,4 +25,4 @@ export default fp<{ sessionTtlSeconds: number }>(async function revocationPlugin
   // Before the Redis client closes (onClose hooks run in reverse order): a last try at
   // any post-commit write still pending.
   fastify.addHook('onClose', async () => await service.close())
-}, { name: 'revocation', dependencies: ['db', 'redis'] })
+}, { name: 'revocation', dependencies: ['db', 'redis', 'metrics'] })

@@ -12,16 +12,18 @@ import type { RevocationRepository, TokenState } from './revocation-repository.j
 
 declare module 'ioredis' {
   interface RedisCommander<Context> {
-    authRevoke(key: string, ra: string, ttlMs: number, ...sids: string[]): Result<number, Context>
-    authFill(key: string, ra: string, sid: string, state: string, ttlMs: number, epoch: string): Result<number, Context>
-    authEpoch(key: string, candidate: string, ttlMs: number): Result<string, Context>
+    authRevoke(key: string, ra: string, until: number, ...sids: string[]): Result<number, Context>
+    authFill(key: string, ra: string, sid: string, state: string, until: number, epoch: string): Result<number, Context>
+    authEpoch(key: string, candidate: string, until: number): Result<string, Context>
   }
 }
 
-// The scripts, beside this file (`npm run build` copies them into dist/).
+// The scripts, beside this file (`npm run build` copies them into dist/). trim.lua is the
+// part of fill.lua and revoke.lua that keeps a hash bounded.
 const script = (name: string) => readFileSync(new URL(name, import.meta.url), 'utf8')
-const REVOKE_LUA = script('revoke.lua')
-const FILL_LUA = script('fill.lua')
+const TRIM_LUA = script('trim.lua')
+const REVOKE_LUA = TRIM_LUA + script('revoke.lua')
+const FILL_LUA = TRIM_LUA + script('fill.lua')
 const EPOCH_LUA = script('epoch.lua')
 
 /** How long Redis is left alone after a failed command (a simple circuit breaker). */
@@ -36,6 +38,12 @@ const RETRY_EVERY_MS = 500
 /** …for this long, and at most this many are kept (the pre-commit write already landed). */
 const RETRY_FOR_MS = 10 * 60_000
 const RETRY_MAX = 10_000
+/**
+ * Added to every field's expiry in Redis: instances check a token's `exp` with their own
+ * clocks, Redis trims with its own. Clocks are assumed NTP-close; trimming a field early
+ * would only cost a PostgreSQL read (docs/revocation.md, "Keeping the hashes small").
+ */
+const CLOCK_SLACK_S = 2
 
 /** Revocations collected during one transaction, written to Redis before and after COMMIT. */
 export class RevocationSet {
@@ -76,7 +84,8 @@ export class RevocationService {
     /** Reads the truth; a test may wrap `readState` to hold a read-through mid-way. */
     readonly repository: RevocationRepository,
     private readonly log: FastifyBaseLogger,
-    private readonly ttlMs: number,
+    /** ACCESS_TOKEN_TTL: how long a token issued now can be presented. */
+    private readonly accessTtl: number,
     private readonly metrics?: Metrics
   ) {
     redis.defineCommand('authRevoke', { numberOfKeys: 1, lua: REVOKE_LUA })
@@ -112,10 +121,19 @@ export class RevocationService {
   }
 
   /**
-   * Is the token of session `sid` of user `sub`, whose session was created at `sca`
-   * (µs, database clock), still live? Warm cache: one HMGET and nothing else.
+   * Until when (unix s) a field written now about a dead session is needed: any token of
+   * it was issued before now, so it expires within ACCESS_TOKEN_TTL.
    */
-  isLive (sub: string, sid: string, sca: number): Promise<boolean> {
+  private deadUntil (): number {
+    return Math.floor(Date.now() / 1000) + this.accessTtl + CLOCK_SLACK_S
+  }
+
+  /**
+   * Is the token of session `sid` of user `sub`, whose session was created at `sca`
+   * (µs, database clock), still live? `exp` is the token's own expiry (unix s): how long
+   * a cached answer about it is worth keeping. Warm cache: one HMGET and nothing else.
+   */
+  isLive (sub: string, sid: string, sca: number, exp?: number): Promise<boolean> {
     if (!this.redisUsable()) return this.fromPostgres(sub, sid, sca)
     // One promise on the hot path (the HMGET's), not one per async function it passes.
     // The fields and the decision are the Redis protocol's, shared with the plugin that
@@ -123,7 +141,7 @@ export class RevocationService {
     return this.redis.hmget(RevocationService.key(sub), ...checkFields(sid), 'e').then((values) => {
       const cached = decideCached(values, sca)
       if (cached !== 'unknown') return cached === 'live'
-      return this.readThrough(sub, sid, sca, values[values.length - 1])
+      return this.readThrough(sub, sid, sca, values[values.length - 1], exp)
     }, (err: unknown) => {
       this.trip(err)
       return this.fromPostgres(sub, sid, sca)
@@ -132,7 +150,7 @@ export class RevocationService {
 
   private readState (sub: string, sid: string): Promise<TokenState | null> {
     // Bounded: a PostgreSQL that hangs costs this request a 503, not a stuck socket.
-    return withTimeout(this.repository.readState(sub, sid), READ_TIMEOUT_MS, () => new Unavailable())
+    return withTimeout(this.repository.readState(sub, sid), READ_TIMEOUT_MS, () => new Unavailable('postgres'))
   }
 
   /** Redis unreachable (or its breaker open): decide from PostgreSQL alone, fill nothing. */
@@ -145,15 +163,18 @@ export class RevocationService {
    * Cache miss (first use, eviction, FLUSHALL): pin the hash's epoch, read PostgreSQL,
    * decide, and fill Redis if the epoch is still the same (docs/revocation.md, "the race").
    */
-  private async readThrough (sub: string, sid: string, sca: number, seen: string | null): Promise<boolean> {
+  private async readThrough (sub: string, sid: string, sca: number, seen: string | null, exp: number | undefined): Promise<boolean> {
     this.metrics?.readThroughs.inc({ reason: 'miss' })
     const key = RevocationService.key(sub)
+    // A live answer is kept as long as the presented token lives; a later token of the
+    // same session (after a refresh) misses once more when it is gone.
+    const liveUntil = exp === undefined ? this.deadUntil() : exp + CLOCK_SLACK_S
     let epoch = seen
     try {
       if (epoch === null) {
         // No hash: first use, or Redis was emptied, and the marker may be gone with it.
         this.announceProtocol().catch(() => {})
-        epoch = await this.redis.authEpoch(key, `${this.epochPrefix}.${++this.epochCounter}`, this.ttlMs)
+        epoch = await this.redis.authEpoch(key, `${this.epochPrefix}.${++this.epochCounter}`, liveUntil)
       }
     } catch (err) {
       this.trip(err)
@@ -162,7 +183,8 @@ export class RevocationService {
     const state = await this.readState(sub, sid)
     let filled: number
     try {
-      filled = await this.redis.authFill(key, state?.ra ?? '', sid, state?.live === true ? 'ok' : 'x', this.ttlMs, epoch)
+      const live = state?.live === true
+      filled = await this.redis.authFill(key, state?.ra ?? '', sid, live ? 'ok' : 'x', live ? liveUntil : this.deadUntil(), epoch)
     } catch (err) {
       // A fill that times out may still land later: the epoch check makes that harmless.
       this.trip(err)
@@ -174,7 +196,7 @@ export class RevocationService {
     // such revocation) and write back what it says is dead; "live" is left for a later fill.
     const again = await this.readState(sub, sid)
     if (!decide(again, sca)) {
-      await this.redis.authRevoke(key, again?.ra ?? '', this.ttlMs, ...(again?.live === true ? [] : [sid]))
+      await this.redis.authRevoke(key, again?.ra ?? '', this.deadUntil(), ...(again?.live === true ? [] : [sid]))
         .catch((err: unknown) => this.trip(err))
     }
     return decide(again, sca)
@@ -184,20 +206,21 @@ export class RevocationService {
     if (set.users.size === 0) return
     if (!this.redisUsable()) {
       this.metrics?.revocationsRefused.inc()
-      throw new Unavailable()
+      throw new Unavailable('redis')
     }
     try {
       await this.writeNow(set)
     } catch (err) {
       this.trip(err)
       this.metrics?.revocationsRefused.inc()
-      throw new Unavailable()
+      throw new Unavailable('redis')
     }
   }
 
   private async writeNow (set: RevocationSet): Promise<void> {
+    const until = this.deadUntil()
     await Promise.all([...set.users].map(([userId, e]) =>
-      this.redis.authRevoke(RevocationService.key(userId), e.ra, this.ttlMs, ...e.sids)))
+      this.redis.authRevoke(RevocationService.key(userId), e.ra, until, ...e.sids)))
   }
 
   /**

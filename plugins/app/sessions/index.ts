@@ -1,8 +1,10 @@
 // Provides `fastify.sessions`: one row per login, opaque single-use refresh tokens with
-// theft detection, logout, and the periodic clean-up of expired sessions.
+// theft detection and a grace for retries, logout, and the periodic clean-up of ended
+// sessions.
 import fp from 'fastify-plugin'
+import { periodic } from '../../../lib/periodic.js'
 import { SessionsRepository } from './sessions-repository.js'
-import { SessionService } from './sessions-service.js'
+import { SessionService, type SessionSettings } from './sessions-service.js'
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -10,28 +12,33 @@ declare module 'fastify' {
   }
 }
 
-export interface SessionOptions {
-  refreshTtl: number
+export interface SessionOptions extends SessionSettings {
   accessTtl: number
-  /** How often expired sessions are purged (ms); 0 turns it off. */
+  /** How often ended sessions are purged (ms); 0 turns it off. */
   purgeIntervalMs?: number
+  /** How often recorded refresh-token reuses not yet applied are tried again (ms). */
+  replayIntervalMs?: number
 }
 
 export default fp<SessionOptions>(async function sessionsPlugin (fastify, opts) {
   const { db, revocation, users, lockout, audit } = fastify
-  const sessions = new SessionService(db, new SessionsRepository(db), revocation, users, lockout, audit, opts.refreshTtl)
+  const { accessTtl, purgeIntervalMs, replayIntervalMs, ...settings } = opts
+  const sessions = new SessionService(db, new SessionsRepository(db), revocation, users, lockout, audit, settings, fastify.log)
   fastify.decorate('sessions', sessions)
 
-  // Clean-up runs inside the service (no cron outside it); every instance may run it,
-  // the DELETE is idempotent. unref(): it never keeps the process alive.
-  const every = opts.purgeIntervalMs ?? 10 * 60 * 1000
+  // Every instance may run the purge: batches skip the rows another one is deleting.
+  const every = purgeIntervalMs ?? 10 * 60 * 1000
+  const stops: Array<() => Promise<void>> = []
   if (every > 0) {
-    const timer = setInterval(() => {
-      sessions.purgeExpired(opts.accessTtl).then((n) => {
-        if (n > 0) fastify.log.info({ purged: n }, 'expired sessions purged')
-      }, (err: Error) => fastify.log.warn({ err: { message: err.message } }, 'session purge failed'))
-    }, every)
-    timer.unref()
-    fastify.addHook('onClose', async () => clearInterval(timer))
+    stops.push(periodic(every, async () => {
+      const n = await sessions.purgeExpired(accessTtl)
+      if (n > 0) fastify.log.info({ purged: n }, 'ended sessions purged')
+    }, (err) => fastify.log.warn({ err: { message: err.message } }, 'session purge failed')))
   }
+  // A reuse recorded while Redis could not be written ends its session as soon as Redis
+  // is back, whichever instance recorded it (one indexed query on an index that is
+  // empty unless that happened).
+  stops.push(periodic(replayIntervalMs ?? 1000, async () => await sessions.replayReuses(),
+    (err) => fastify.log.warn({ err: { message: err.message } }, 'replay of refresh-token reuses failed')))
+  fastify.addHook('onClose', async () => { await Promise.all(stops.map(async (stop) => await stop())) })
 }, { name: 'sessions', dependencies: ['db', 'revocation', 'users', 'lockout', 'audit'] })

@@ -1,11 +1,12 @@
 // Sessions: login, opaque single-use refresh tokens with theft detection, logout, and the
 // clean-up of sessions that ended. Each step a user takes is recorded in the audit log.
-import { createHash, randomBytes } from 'node:crypto'
+import { createHash, createHmac, randomBytes } from 'node:crypto'
+import type { FastifyBaseLogger } from 'fastify'
 import type { Session } from '../../../schemas/auth.js'
-import { BadCredentials, NotFound, Unauthorized } from '../../../lib/errors.js'
-import type { Db } from '../../external/db.js'
+import { BadCredentials, NotFound, tooManyRequests, Unauthorized } from '../../../lib/errors.js'
+import type { Db, Queryable } from '../../external/db.js'
 import type { RevocationService } from '../revocation/revocation-service.js'
-import type { AuditContext, AuditService } from '../audit/audit-service.js'
+import type { AuditContext, AuditRecord, AuditService } from '../audit/audit-service.js'
 import type { LockoutService } from '../lockout/lockout-service.js'
 import type { UserService } from '../users/users-service.js'
 import type { SessionClaims, SessionsRepository } from './sessions-repository.js'
@@ -18,7 +19,29 @@ export interface ClientMeta extends AuditContext {
 /** What a new token pair needs to know about its session. */
 export interface IssuedSession extends SessionClaims {
   refreshToken: string
+  /** When the session ends at the latest (unix s): no access token may outlive it. */
+  endsAt: number
 }
+
+export interface SessionSettings {
+  /** REFRESH_TOKEN_TTL: a session unused this long ends. */
+  refreshTtl: number
+  /** SESSION_MAX_LIFETIME: a session ends this long after its login, however often refreshed. */
+  maxLifetime: number
+  /** REFRESH_REUSE_INTERVAL: the grace for presenting a just-used refresh token again. */
+  reuseInterval: number
+  /** REFRESH_RATE_LIMIT: refreshes per minute per session. */
+  refreshRateLimit: number
+}
+
+/**
+ * Used refresh tokens kept per session for reuse detection: presenting one of the last
+ * this many ends the session; an older one is only refused (401), as an unknown token.
+ * Also the longest chain of successors the grace follows.
+ */
+const USED_TOKENS_KEPT = 10
+/** Sessions (and salts) deleted per statement by the purge. */
+const PURGE_BATCH = 5000
 
 // 256 random bits. Stored only as SHA-256: the token has full entropy, so a fast hash is
 // enough to make a database leak useless, and lookup stays an index probe.
@@ -32,6 +55,15 @@ export function hashToken (token: string): Buffer {
   return createHash('sha256').update(token).digest()
 }
 
+/**
+ * The refresh token that replaces `token`: HMAC-SHA-256 keyed with the token itself over a
+ * random salt the rotation stored. Only a holder of `token` can compute it, and only while
+ * the salt is kept (REFRESH_REUSE_INTERVAL): that is the grace, with no token stored.
+ */
+function successor (token: string, salt: Buffer): string {
+  return createHmac('sha256', token).update(salt).digest('base64url')
+}
+
 export class SessionService {
   constructor (
     private readonly db: Db,
@@ -40,83 +72,150 @@ export class SessionService {
     private readonly users: UserService,
     private readonly lockout: LockoutService,
     private readonly audit: AuditService,
-    private readonly refreshTtl: number
+    private readonly settings: SessionSettings,
+    private readonly log: FastifyBaseLogger
   ) {}
 
   /** Checks the credentials and starts a session (one PostgreSQL round trip after argon2). */
   async login (username: string, password: string, meta: ClientMeta): Promise<IssuedSession> {
     const user = await this.users.verifyLogin(username, password, meta)
     const { token, hash } = newRefreshToken()
+    const lifetime = Math.min(this.settings.refreshTtl, this.settings.maxLifetime)
+    const endsAt = Math.floor(Date.now() / 1000) + lifetime
     // A success ends the run of failures; both round trips at once.
     const [claims] = await Promise.all([
-      this.repository.create(user.id, meta, hash, this.refreshTtl),
+      this.repository.create(user.id, meta, hash, lifetime),
       this.lockout.succeeded(username)
     ])
     // Same answer as any failed login: a user disabled mid-login learns nothing more.
     if (claims === null) throw new BadCredentials()
     await this.audit.record({ ...meta, type: 'login', actorId: user.id, subjectId: user.id, detail: { sessionId: claims.sid } })
-    return { ...claims, refreshToken: token }
+    return { ...claims, refreshToken: token, endsAt }
   }
 
   /**
-   * Rotates a refresh token. Of two concurrent refreshes with the same token one wins,
-   * and the other sees a used token. Presenting a used token is treated as theft: the
-   * whole session ends.
+   * Rotates a refresh token. Of two concurrent refreshes with the same token one rotates
+   * it; the other, like any retry within REFRESH_REUSE_INTERVAL, gets the same successor
+   * (the grace). Presenting a used token later is treated as theft: the whole session ends.
    */
   async refresh (refreshToken: string, meta: ClientMeta): Promise<IssuedSession> {
-    const hash = hashToken(refreshToken)
-    const issued = await this.db.transact(async (client) => {
-      const sid = await this.repository.useRefreshToken(hash, client)
-      if (sid === null) return null
-      const session = await this.repository.lockForRefresh(sid, client)
-      if (session === null || !session.live) throw new Unauthorized('Invalid refresh token')
-      await this.repository.touch(sid, meta, this.refreshTtl, client)
-      const { token, hash: next } = newRefreshToken()
-      await this.repository.insertRefreshToken(sid, next, this.refreshTtl, client)
-      const { live: _, ...claims } = session
-      return { ...claims, refreshToken: token }
+    const presented = hashToken(refreshToken)
+    const outcome = await this.db.transact(async (client): Promise<IssuedSession | { reusedBy: string, sid: string } | null> => {
+      const salt = randomBytes(32)
+      const sid = await this.repository.useRefreshToken(presented, salt, client)
+      if (sid !== null) {
+        const next = successor(refreshToken, salt)
+        const claims = await this.lockLive(sid, client)
+        return await this.renew(claims, meta, next, hashToken(next), client)
+      }
+      const used = await this.repository.findUsed(presented, this.settings.reuseInterval, client)
+      if (used === null) return null // unknown or expired: nothing to end
+      if (used.inGrace) {
+        // A retry, or the loser of a race: the session goes on with the successor.
+        const claims = await this.lockLive(used.sid, client)
+        const current = await this.currentSuccessor(used.sid, refreshToken, used.salt, client)
+        if (current === null) throw new Unauthorized('Invalid refresh token')
+        return await this.renew(claims, meta, current, null, client)
+      }
+      // Theft: recorded, with its audit event, whether or not Redis can be written now.
+      const userId = await this.repository.markReused(used.sid, client)
+      if (userId === null) return null // ended, or its reuse already recorded
+      await this.audit.record({ ...meta, type: 'refresh_reuse', subjectId: userId, detail: { sessionId: used.sid } }, client)
+      return { reusedBy: userId, sid: used.sid }
     })
-    if (issued !== null) return issued
-
-    const reused = await this.repository.findReused(hash)
-    if (reused !== null) {
-      await this.end(reused.userId, reused.sid)
-      await this.audit.record({ ...meta, type: 'refresh_reuse', subjectId: reused.userId, detail: { sessionId: reused.sid } })
-    }
+    if (outcome !== null && 'refreshToken' in outcome) return outcome
+    if (outcome !== null) await this.endReused(outcome.reusedBy, outcome.sid)
     throw new Unauthorized('Invalid refresh token')
+  }
+
+  /** Locks a session for a refresh: its claims if it is live and under its rate limit. */
+  private async lockLive (sid: string, client: Queryable): Promise<SessionClaims> {
+    const session = await this.repository.lockForRefresh(sid, this.settings.refreshRateLimit, client)
+    if (session === null || !session.live) throw new Unauthorized('Invalid refresh token')
+    if (session.retryAfter > 0) throw tooManyRequests('Too many refreshes of this session, try again later', session.retryAfter)
+    const { live: _, retryAfter: __, ...claims } = session
+    return claims
+  }
+
+  private async renew (claims: SessionClaims, meta: ClientMeta, refreshToken: string, hash: Buffer | null, client: Queryable): Promise<IssuedSession> {
+    const endsAt = await this.repository.renew(claims.sid, meta, hash, { ...this.settings, keepUsed: USED_TOKENS_KEPT }, client)
+    return { ...claims, refreshToken, endsAt }
+  }
+
+  /**
+   * The session's current refresh token, derived from a used one: its successor, or the
+   * successor's successor if that was used too (a client that went on within the
+   * interval). Null when the chain breaks (a salt cleared, a token expired or deleted).
+   */
+  private async currentSuccessor (sid: string, used: string, salt: Buffer | null, client: Queryable): Promise<string | null> {
+    const tokens = await this.repository.tokensOf(sid, client)
+    let token = used
+    for (let hop = 0; hop < USED_TOKENS_KEPT && salt !== null; hop++) {
+      token = successor(token, salt)
+      const row = tokens.get(hashToken(token).toString('hex'))
+      if (row === undefined) return null
+      if (row.unused) return row.usable ? token : null
+      salt = row.salt
+    }
+    return null
+  }
+
+  /**
+   * Ends a session whose refresh-token reuse was recorded: an ordinary revoking
+   * transaction (Redis before COMMIT). With Redis unreachable it changes nothing now;
+   * replayReuses() tries again until it lands.
+   */
+  private async endReused (userId: string, sid: string): Promise<void> {
+    try {
+      await this.revocation.revoke(async (client, revoked) => {
+        if (await this.repository.endReused(sid, client)) revoked.session(userId, sid)
+      })
+    } catch (err) {
+      this.log.warn({ err: { message: (err as Error).message }, sessionId: sid }, 'refresh-token reuse recorded; the session ends once Redis can be written')
+    }
+  }
+
+  /** Ends the sessions whose reuse was recorded but not yet applied (oldest first); how many tried. */
+  async replayReuses (): Promise<number> {
+    if (!this.revocation.redisUsable()) return 0
+    const pending = await this.repository.listReusedLive(100)
+    for (const { userId, sid } of pending) await this.endReused(userId, sid)
+    return pending.length
   }
 
   /**
    * Ends one session of a user: its access and refresh tokens. False if there was none
    * live (unknown, someone else's, already ended, or dead through the user's revoked_after).
+   * `event` is recorded in the same transaction when it does end.
    */
-  async end (userId: string, sid: string): Promise<boolean> {
+  async end (userId: string, sid: string, event?: AuditRecord): Promise<boolean> {
     return await this.revocation.revoke(async (client, revoked) => {
       if (!await this.repository.revoke(userId, sid, client)) return false
       revoked.session(userId, sid)
+      if (event !== undefined) await this.audit.record(event, client)
       return true
     })
   }
 
   /** Ends the caller's current session. */
   async logout (userId: string, sid: string, ctx: AuditContext): Promise<void> {
-    await this.end(userId, sid)
-    await this.audit.record({ ...ctx, type: 'logout', subjectId: userId, detail: { sessionId: sid } })
+    await this.end(userId, sid, { ...ctx, type: 'logout', subjectId: userId, detail: { sessionId: sid } })
   }
 
   /** Ends every session of the user. */
   async endAll (userId: string, ctx: AuditContext): Promise<void> {
     await this.revocation.revoke(async (client, revoked) => {
       const revokedAfterUs = await this.repository.revokeAll(userId, client)
-      if (revokedAfterUs !== null) revoked.user(userId, revokedAfterUs)
+      if (revokedAfterUs === null) return
+      revoked.user(userId, revokedAfterUs)
+      await this.audit.record({ ...ctx, type: 'logout_all', subjectId: userId }, client)
     })
-    await this.audit.record({ ...ctx, type: 'logout_all', subjectId: userId })
   }
 
   /** Ends one of the caller's own sessions; anyone else's is "not found", never "forbidden". */
   async endOwn (userId: string, sid: string, ctx: AuditContext): Promise<void> {
-    if (!await this.end(userId, sid)) throw new NotFound('Session not found')
-    await this.audit.record({ ...ctx, type: 'session_revoked', subjectId: userId, detail: { sessionId: sid } })
+    const event: AuditRecord = { ...ctx, type: 'session_revoked', subjectId: userId, detail: { sessionId: sid } }
+    if (!await this.end(userId, sid, event)) throw new NotFound('Session not found')
   }
 
   /** The user's live sessions, newest first; `current` marks the caller's. */
@@ -126,11 +225,18 @@ export class SessionService {
   }
 
   /**
-   * Deletes sessions that can no longer be used: expired, or revoked longer ago than
-   * an access token lives. Deleting is always safe: a token whose session row is gone
-   * is refused (see docs/revocation.md).
+   * Deletes sessions that can no longer be used: expired, or revoked (revoked_after
+   * included, see migrations/003) longer ago than an access token lives, in batches; and
+   * clears the grace salts whose interval has passed. Deleting is always safe: a token
+   * whose session row is gone is refused (see docs/revocation.md). How many sessions.
    */
   async purgeExpired (accessTtl: number): Promise<number> {
-    return await this.repository.deleteEndedBefore(accessTtl)
+    while (await this.repository.clearSalts(this.settings.reuseInterval, PURGE_BATCH) === PURGE_BATCH);
+    let total = 0
+    for (;;) {
+      const n = await this.repository.deleteEnded(accessTtl, PURGE_BATCH)
+      total += n
+      if (n < PURGE_BATCH) return total
+    }
   }
 }

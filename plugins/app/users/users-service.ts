@@ -120,12 +120,12 @@ export class UserService {
 
   /** Applies role/disabled changes; a change that removes power revokes every token at once. */
   async update (target: UserRef, patch: { role?: Role, disabled?: boolean }, ctx: AuditContext): Promise<User> {
-    const { before, after } = await this.revocation.revoke(async (client, revoked) => {
+    return await this.revocation.revoke(async (client, revoked) => {
       const { current, guardLastAdmin } = await this.lockForChange(client, target)
       const role = patch.role ?? current.role
       const disabled = patch.disabled ?? current.disabled
       // Nothing changes, nothing is revoked.
-      if (role === current.role && disabled === current.disabled) return { before: current, after: current }
+      if (role === current.role && disabled === current.disabled) return current
       if ((current.role === 'admin' && role !== 'admin') || (!current.disabled && disabled)) {
         guardLastAdmin()
       }
@@ -133,16 +133,16 @@ export class UserService {
       const revoke = role !== current.role || disabled
       const { user, revokedAfterUs } = await this.repository.update(current.id, { role, disabled, revoke }, client)
       if (revoke) revoked.user(current.id, revokedAfterUs)
-      return { before: current, after: user }
+      // Recorded in the transaction of the change: both commit, or neither.
+      const event = { ...ctx, subjectId: user.id }
+      if (current.role !== user.role) {
+        await this.audit.record({ ...event, type: 'role_changed', detail: { from: current.role, to: user.role } }, client)
+      }
+      if (current.disabled !== user.disabled) {
+        await this.audit.record({ ...event, type: user.disabled ? 'user_disabled' : 'user_enabled' }, client)
+      }
+      return user
     })
-    const event = { ...ctx, subjectId: after.id }
-    if (before.role !== after.role) {
-      await this.audit.record({ ...event, type: 'role_changed', detail: { from: before.role, to: after.role } })
-    }
-    if (before.disabled !== after.disabled) {
-      await this.audit.record({ ...event, type: after.disabled ? 'user_disabled' : 'user_enabled' })
-    }
-    return after
   }
 
   async delete (id: string, ctx: AuditContext): Promise<void> {
@@ -151,8 +151,8 @@ export class UserService {
       guardLastAdmin()
       const deletedUs = await this.repository.delete(id, client)
       if (deletedUs !== null) revoked.user(id, deletedUs)
+      await this.audit.record({ ...ctx, type: 'user_deleted', subjectId: id }, client)
     })
-    await this.audit.record({ ...ctx, type: 'user_deleted', subjectId: id })
   }
 
   /** Checks the current password, sets the new one and ends every session of the user. */
@@ -166,7 +166,7 @@ export class UserService {
       const revokedAfterUs = await this.repository.setPassword(userId, passwordHash, client)
       if (revokedAfterUs === null) throw new NotFound('User not found')
       revoked.user(userId, revokedAfterUs)
+      await this.audit.record({ ...ctx, type: 'password_changed', subjectId: userId }, client)
     })
-    await this.audit.record({ ...ctx, type: 'password_changed', subjectId: userId })
   }
 }

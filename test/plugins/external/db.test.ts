@@ -50,7 +50,7 @@ t.test('npm run migrate exits non-zero with one line when it fails', async (t) =
   const url = new URL(BASE_DATABASE_URL)
   url.port = '1'
   const result = spawnSync(process.execPath, ['--import', 'tsx', 'scripts/migrate.ts'], {
-    env: { ...process.env, DATABASE_URL: url.toString() }, encoding: 'utf8'
+    env: { ...process.env, DATABASE_URL: url.toString(), STARTUP_TIMEOUT: '0' }, encoding: 'utf8'
   })
   t.not(result.status, 0)
   t.match(result.stderr, /^migration failed: /)

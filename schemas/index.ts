@@ -1,0 +1,14 @@
+// Every shared schema (those with an $id, referenced by routes and named as OpenAPI
+// components), in the order the OpenAPI document lists them. app.ts adds them once.
+import type { TSchema } from '@sinclair/typebox'
+import { commonSchemas } from './common.js'
+import { userSchemas } from './users.js'
+import { authSchemas } from './auth.js'
+import { auditSchemas } from './audit.js'
+import { healthSchemas } from './health.js'
+import { wellKnownSchemas } from './well-known.js'
+import { clientSchemas } from './clients.js'
+import { oauthSchemas } from './oauth.js'
+
+export const sharedSchemas: TSchema[] = [...commonSchemas, ...userSchemas, ...authSchemas, ...auditSchemas,
+  ...healthSchemas, ...wellKnownSchemas, ...clientSchemas, ...oauthSchemas]
