@@ -21,6 +21,7 @@ import lockoutPlugin from './plugins/app/lockout/index.js'
 import usersPlugin from './plugins/app/users/index.js'
 import sessionsPlugin from './plugins/app/sessions/index.js'
 import clientsPlugin from './plugins/app/clients/index.js'
+import oauthPlugin from './plugins/app/oauth/index.js'
 import healthRoutes from './routes/health/index.js'
 import wellKnownRoutes from './routes/well-known/index.js'
 import authRoutes from './routes/auth/index.js'
@@ -28,6 +29,7 @@ import verifyRoutes from './routes/auth/verify.js'
 import userRoutes from './routes/users/index.js'
 import auditRoutes from './routes/audit/index.js'
 import clientRoutes from './routes/clients/index.js'
+import oauthRoutes from './routes/oauth/index.js'
 
 export interface AppOptions {
   config: Config
@@ -75,6 +77,7 @@ async function app (fastify: FastifyInstance, opts: AppOptions): Promise<void> {
     purgeIntervalMs: opts.purgeIntervalMs
   })
   await fastify.register(clientsPlugin)
+  await fastify.register(oauthPlugin, { issuer: config.JWT_ISSUER, audience: config.JWT_AUDIENCE })
   await fastify.register(securityPlugin, { corsOrigins: config.corsOrigins })
   await fastify.register(swaggerPlugin)
 
@@ -97,6 +100,7 @@ async function app (fastify: FastifyInstance, opts: AppOptions): Promise<void> {
   await fastify.register(userRoutes, { prefix: '/users' })
   await fastify.register(auditRoutes, { prefix: '/audit' })
   await fastify.register(clientRoutes, { prefix: '/clients' })
+  await fastify.register(oauthRoutes, { prefix: '/oauth' })
 }
 
 // Not encapsulated: the server (and a test) sees the decorators the app adds.

@@ -16,6 +16,16 @@ export interface SessionClaims {
   sca: number
 }
 
+/** A refresh token that still works, with its session and user (times in s since the epoch). */
+export interface LiveRefreshToken {
+  userId: string
+  username: string
+  role: Role
+  sid: string
+  iat: number
+  exp: number
+}
+
 const SESSION_US = epochUs('s.created_at')
 
 export class SessionsRepository {
@@ -169,6 +179,25 @@ export class SessionsRepository {
       `SELECT id, user_id FROM sessions WHERE reuse_detected_at IS NOT NULL AND revoked_at IS NULL
         ORDER BY reuse_detected_at LIMIT $1`, [limit])
     return rows.map((r) => ({ sid: r.id, userId: r.user_id }))
+  }
+
+  /**
+   * The session and user of a refresh token that still works: unused, unexpired, its
+   * session live and not marked for a reuse (token introspection and revocation); null
+   * otherwise. `exp`: the token's or its session's end, whichever is first.
+   */
+  async findLiveRefreshToken (tokenHash: Buffer, client: Queryable = this.db): Promise<LiveRefreshToken | null> {
+    const { rows } = await client.query(
+      `SELECT s.user_id, u.username, u.role, s.id AS sid,
+              floor(extract(epoch FROM t.created_at))::bigint AS iat,
+              floor(extract(epoch FROM least(t.expires_at, s.expires_at)))::bigint AS exp
+         FROM refresh_tokens t JOIN sessions s ON s.id = t.session_id JOIN users u ON u.id = s.user_id
+        WHERE t.token_hash = $1 AND t.used_at IS NULL AND t.expires_at > clock_timestamp()
+          AND s.revoked_at IS NULL AND s.reuse_detected_at IS NULL AND s.expires_at > clock_timestamp()
+          AND s.created_at > u.revoked_after AND NOT u.disabled`, [tokenHash])
+    if (rows.length === 0) return null
+    const r = rows[0]
+    return { userId: r.user_id, username: r.username, role: r.role, sid: r.sid, iat: Number(r.iat), exp: Number(r.exp) }
   }
 
   /** Sets revoked_at of one live session of the user; false if there was none. */

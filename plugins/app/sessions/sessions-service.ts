@@ -50,7 +50,8 @@ function newRefreshToken (): { token: string, hash: Buffer } {
   return { token, hash: hashToken(token) }
 }
 
-function hashToken (token: string): Buffer {
+/** How a refresh token is stored and looked up: its SHA-256. */
+export function hashToken (token: string): Buffer {
   return createHash('sha256').update(token).digest()
 }
 
