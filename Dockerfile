@@ -4,8 +4,12 @@
 FROM node:24-bookworm-slim AS build
 WORKDIR /app
 COPY package.json package-lock.json ./
-RUN npm ci --no-audit --no-fund
+COPY packages/resource-server/package.json ./packages/resource-server/
+# --ignore-scripts: the root `prepare` (building packages/) needs their sources, and
+# `npm run build` below builds them anyway; nothing here runs argon2.
+RUN npm ci --no-audit --no-fund --ignore-scripts
 COPY tsconfig.json tsconfig.build.json ./
+COPY packages ./packages
 COPY app.ts server.ts ./
 COPY lib ./lib
 COPY plugins ./plugins
@@ -15,10 +19,14 @@ COPY scripts ./scripts
 RUN npm run build
 
 # Production dependencies only (argon2 ships prebuilt binaries for linux-x64/arm64 glibc).
+# The workspace package is linked from node_modules to packages/, whose build is copied in
+# below. Scripts are skipped (the root `prepare` needs the dev dependencies), then argon2's
+# install step is run on its own, as a plain `npm ci` would.
 FROM node:24-bookworm-slim AS deps
 WORKDIR /app
 COPY package.json package-lock.json ./
-RUN npm ci --omit=dev --no-audit --no-fund
+COPY packages/resource-server/package.json ./packages/resource-server/
+RUN npm ci --omit=dev --no-audit --no-fund --ignore-scripts && npm rebuild argon2
 
 # Runtime: compiled JS, production node_modules, migrations; runs as the unprivileged node user.
 FROM node:24-bookworm-slim
@@ -26,6 +34,8 @@ FROM node:24-bookworm-slim
 ENV NODE_ENV=production HOST=0.0.0.0 PORT=3000
 WORKDIR /app
 COPY --from=deps /app/node_modules ./node_modules
+COPY --from=build /app/packages/resource-server/package.json ./packages/resource-server/
+COPY --from=build /app/packages/resource-server/dist ./packages/resource-server/dist
 COPY --from=build /app/dist ./dist
 COPY package.json ./
 COPY migrations ./migrations

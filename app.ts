@@ -21,6 +21,7 @@ import lockoutPlugin from './plugins/app/lockout/index.js'
 import usersPlugin from './plugins/app/users/index.js'
 import sessionsPlugin from './plugins/app/sessions/index.js'
 import clientsPlugin from './plugins/app/clients/index.js'
+import oauthPlugin from './plugins/app/oauth/index.js'
 import healthRoutes from './routes/health/index.js'
 import wellKnownRoutes from './routes/well-known/index.js'
 import authRoutes from './routes/auth/index.js'
@@ -28,6 +29,7 @@ import verifyRoutes from './routes/auth/verify.js'
 import userRoutes from './routes/users/index.js'
 import auditRoutes from './routes/audit/index.js'
 import clientRoutes from './routes/clients/index.js'
+import oauthRoutes from './routes/oauth/index.js'
 
 export interface AppOptions {
   config: Config
@@ -60,7 +62,7 @@ async function app (fastify: FastifyInstance, opts: AppOptions): Promise<void> {
     accessTtl: config.ACCESS_TOKEN_TTL
   })
   await fastify.register(auditPlugin, { retentionDays: config.AUDIT_RETENTION_DAYS, purgeIntervalMs: opts.purgeIntervalMs })
-  await fastify.register(lockoutPlugin, { threshold: config.LOCKOUT_THRESHOLD })
+  await fastify.register(lockoutPlugin, { threshold: config.LOCKOUT_THRESHOLD, globalThreshold: config.lockoutGlobalThreshold })
   await fastify.register(usersPlugin, {
     memoryCost: config.ARGON2_MEMORY_COST,
     timeCost: config.ARGON2_TIME_COST,
@@ -75,12 +77,18 @@ async function app (fastify: FastifyInstance, opts: AppOptions): Promise<void> {
     purgeIntervalMs: opts.purgeIntervalMs
   })
   await fastify.register(clientsPlugin)
+  await fastify.register(oauthPlugin, { issuer: config.JWT_ISSUER, audience: config.JWT_AUDIENCE })
   await fastify.register(securityPlugin, { corsOrigins: config.corsOrigins })
   await fastify.register(swaggerPlugin)
 
   if (config.ADMIN_USERNAME !== undefined && config.ADMIN_PASSWORD !== undefined) {
-    if (await fastify.users.ensureAdmin(config.ADMIN_USERNAME, config.ADMIN_PASSWORD)) {
+    const admin = await fastify.users.ensureAdmin(config.ADMIN_USERNAME, config.ADMIN_PASSWORD)
+    if (admin === 'created') {
       fastify.log.info({ username: config.ADMIN_USERNAME }, 'initial admin created')
+    } else if (admin.role !== 'admin' || admin.disabled) {
+      // Loud: whoever set ADMIN_USERNAME expects an admin to sign in with, and there is none.
+      fastify.log.warn({ username: admin.username, role: admin.role, disabled: admin.disabled },
+        'ADMIN_USERNAME names an existing user that is not an active admin: NO ADMIN WAS CREATED and the user was left as it is; promote it with an admin\'s PATCH /users/:id, or set another ADMIN_USERNAME')
     }
   }
 
@@ -92,6 +100,7 @@ async function app (fastify: FastifyInstance, opts: AppOptions): Promise<void> {
   await fastify.register(userRoutes, { prefix: '/users' })
   await fastify.register(auditRoutes, { prefix: '/audit' })
   await fastify.register(clientRoutes, { prefix: '/clients' })
+  await fastify.register(oauthRoutes, { prefix: '/oauth' })
 }
 
 // Not encapsulated: the server (and a test) sees the decorators the app adds.

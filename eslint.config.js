@@ -3,7 +3,7 @@ import neostandard from 'neostandard'
 export default [
   ...neostandard({
     ts: true,
-    ignores: ['dist/**', '.tap/**', 'coverage/**', 'node_modules/**']
+    ignores: ['dist/**', 'packages/*/dist/**', '.tap/**', 'coverage/**', 'node_modules/**']
   }),
   {
     // TypeBox idiom: a schema and its static type share one name (`User`, `type User`).

@@ -3,13 +3,18 @@ import { STATUS_CODES } from 'node:http'
 import createError from '@fastify/error'
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify'
 
+export const BadRequest = createError('FST_ERR_VALIDATION', '%s', 400)
 export const InvalidToken = createError('AUTH_INVALID_TOKEN', '%s', 401)
 export const MissingToken = createError('AUTH_MISSING_TOKEN', 'Missing access token', 401)
 export const BadCredentials = createError('AUTH_BAD_CREDENTIALS', 'Invalid username or password', 401)
 export const Unauthorized = createError('AUTH_UNAUTHORIZED', '%s', 401)
+/** A registered client's HTTP Basic credentials are missing or wrong (introspection). */
+export const InvalidClient = createError('AUTH_INVALID_CLIENT', 'Client authentication failed', 401)
 export const Forbidden = createError('AUTH_FORBIDDEN', '%s', 403)
 export const NotFound = createError('AUTH_NOT_FOUND', '%s', 404)
 export const Conflict = createError('AUTH_CONFLICT', '%s', 409)
+export const WeakPassword = createError('AUTH_WEAK_PASSWORD', '%s', 400)
+export const WrongPassword = createError('AUTH_WRONG_PASSWORD', 'Current password is wrong', 403)
 export const TooManyRequests = createError('AUTH_TOO_MANY_REQUESTS', '%s', 429)
 const UnavailableError = createError('AUTH_UNAVAILABLE', 'Service temporarily unavailable, try again', 503)
 
@@ -23,7 +28,7 @@ const UnavailableError = createError('AUTH_UNAVAILABLE', 'Service temporarily un
 export const ERROR_CODES = [
   'AUTH_INVALID_TOKEN', 'AUTH_MISSING_TOKEN', 'AUTH_BAD_CREDENTIALS', 'AUTH_UNAUTHORIZED',
   'AUTH_FORBIDDEN', 'AUTH_NOT_FOUND', 'AUTH_CONFLICT', 'AUTH_TOO_MANY_REQUESTS', 'AUTH_UNAVAILABLE',
-  'AUTH_BAD_CURSOR',
+  'AUTH_BAD_CURSOR', 'AUTH_WEAK_PASSWORD', 'AUTH_WRONG_PASSWORD', 'AUTH_INVALID_CLIENT',
   'FST_ERR_VALIDATION', 'FST_ERR_CTP_INVALID_JSON_BODY', 'FST_ERR_CTP_EMPTY_JSON_BODY',
   'FST_ERR_CTP_INVALID_MEDIA_TYPE', 'FST_ERR_CTP_BODY_TOO_LARGE', 'FST_ERR_BAD_URL'
 ] as const
@@ -115,9 +120,10 @@ export function errorHandler (this: unknown, err: FastifyError, request: Fastify
   if (status === 429 && typeof retryAfter === 'number') reply.header('retry-after', String(retryAfter))
   if (status === 401) {
     // RFC 6750 §3: every 401 names the scheme; an error code only when a token was presented.
+    // A client's credentials are HTTP Basic (RFC 6749 §2.3.1, RFC 7617).
     reply.header('www-authenticate', code === 'AUTH_INVALID_TOKEN'
       ? 'Bearer realm="auth", error="invalid_token"'
-      : 'Bearer realm="auth"')
+      : code === 'AUTH_INVALID_CLIENT' ? 'Basic realm="auth", charset="UTF-8"' : 'Bearer realm="auth"')
   }
   // For the request's log line (the reason of a 4xx from auth, or AUTH_UNAVAILABLE).
   reply.errorCode = code

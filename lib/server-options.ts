@@ -38,6 +38,10 @@ function logDestination (): DestinationStream {
   return pino.destination({ dest: 1, minLength: 4096, sync: false })
 }
 
+function hopsTrusted (hops: number) {
+  return (_address: string, hop: number) => hop < hops
+}
+
 /** `logStream`: where log lines go (tests pass their own); stdout by default. */
 export function serverOptions (config: Config, logStream: DestinationStream = logDestination()): FastifyServerOptions {
   return {
@@ -55,7 +59,8 @@ export function serverOptions (config: Config, logStream: DestinationStream = lo
     },
     // One log line per request (plugins/external/request-logging.ts), not Fastify's two.
     logController: new LogController({ disableRequestLogging: true }),
-    trustProxy: config.TRUST_PROXY,
+    // A hop count as proxy-addr takes it (Fastify's types lack the number form).
+    trustProxy: typeof config.trustProxy === 'number' ? hopsTrusted(config.trustProxy) : config.trustProxy,
     bodyLimit: BODY_LIMIT,
     // A client's X-Request-Id is kept when it is sane, so logs join up across services.
     requestIdHeader: false,

@@ -4,7 +4,8 @@ import { Cursor, optionalDefaults, PageQuery, Uuid, UUID_PATTERN } from './commo
 export const AuditType = Type.Union([
   'register', 'login', 'login_failed', 'login_locked', 'logout', 'logout_all', 'refresh_reuse',
   'role_changed', 'password_changed', 'user_disabled', 'user_enabled', 'user_deleted',
-  'session_revoked', 'rate_limited', 'client_created', 'client_deleted', 'client_secret_rotated'
+  'session_revoked', 'rate_limited', 'client_created', 'client_deleted', 'client_secret_rotated',
+  'password_change_failed', 'lockout_cleared'
 ].map((t) => Type.Literal(t)))
 export type AuditType = Static<typeof AuditType>
 

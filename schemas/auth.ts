@@ -2,6 +2,12 @@ import { Type, type Static, type TSchema } from '@sinclair/typebox'
 import { NO_NUL, ref, Role } from './common.js'
 import { Username } from './users.js'
 
+// A username is looked up only in the form registration accepts (ASCII letters, digits,
+// `_ . -`): PostgreSQL's lower() and JavaScript's toLowerCase() agree on exactly these, so
+// the account found and the lockout counter are keyed alike. A look-alike such as U+0130
+// (İ, which PostgreSQL folds to i) is a 400 instead of a second counter for the same account.
+const LoginUsername = Type.String({ minLength: Username.minLength, maxLength: Username.maxLength, pattern: Username.pattern, example: 'alice', description: 'Matched without regard to case' })
+
 // 8–128 characters, every one counts (argon2 hashes the whole string); no NUL bytes.
 // The upper bound keeps a hostile client from buying a slow hash with a huge password.
 export const Password = Type.String({ minLength: 8, maxLength: 128, pattern: NO_NUL, example: 'correct horse battery' })
@@ -15,7 +21,7 @@ export type Credentials = Static<typeof Credentials>
 // OAuth 2.0 password grant (RFC 6749 §4.3.2), as Swagger UI's Authorize sends it.
 export const PasswordGrant = Type.Object({
   grant_type: Type.Optional(Type.Literal('password')),
-  username: Type.String({ minLength: 1, maxLength: 32, pattern: NO_NUL }),
+  username: LoginUsername,
   password: Type.String({ minLength: 1, maxLength: 128, pattern: NO_NUL }),
   scope: Type.Optional(Type.String({ maxLength: 256 })),
   client_id: Type.Optional(Type.String({ maxLength: 256 }))
@@ -26,7 +32,7 @@ export const PasswordGrant = Type.Object({
 })
 
 export const LoginBody = Type.Object({
-  username: Type.String({ minLength: 1, maxLength: 32, pattern: NO_NUL, description: 'Matched without regard to case' }),
+  username: LoginUsername,
   password: Type.String({ minLength: 1, maxLength: 128, pattern: NO_NUL })
 }, { $id: 'LoginBody', example: { username: 'alice', password: 'correct horse battery' } })
 export type LoginBody = Static<typeof LoginBody>
@@ -63,7 +69,7 @@ export const Me = Type.Object({
 })
 
 export const ChangeRoleBody = Type.Object({
-  username: Type.String({ minLength: 1, maxLength: 32, pattern: NO_NUL, description: 'Matched without regard to case' }),
+  username: LoginUsername,
   role: ref(Role)
 }, { $id: 'ChangeRoleBody', example: { username: 'alice', role: 'admin' } })
 

@@ -8,6 +8,7 @@ import { auditSchemas } from './audit.js'
 import { healthSchemas } from './health.js'
 import { wellKnownSchemas } from './well-known.js'
 import { clientSchemas } from './clients.js'
+import { oauthSchemas } from './oauth.js'
 
 export const sharedSchemas: TSchema[] = [...commonSchemas, ...userSchemas, ...authSchemas, ...auditSchemas,
-  ...healthSchemas, ...wellKnownSchemas, ...clientSchemas]
+  ...healthSchemas, ...wellKnownSchemas, ...clientSchemas, ...oauthSchemas]

@@ -29,7 +29,7 @@ export default fp<AuthOptions>(async function authPlugin (fastify, opts) {
   fastify.decorateRequest('user')
 
   // Callback-style, like every hook on the hot path: the HMGET's promise is the only one.
-  fastify.decorate('authenticate', function authenticate (request: FastifyRequest, _reply: FastifyReply, done: HookHandlerDoneFunction) {
+  fastify.decorate('authenticate', function authenticate (request: FastifyRequest, reply: FastifyReply, done: HookHandlerDoneFunction) {
     const header = request.headers.authorization
     if (header === undefined) {
       done(new MissingToken())
@@ -45,6 +45,8 @@ export default fp<AuthOptions>(async function authPlugin (fastify, opts) {
     revocation.isLive(claims.sub, claims.sid, claims.sca, claims.exp).then((live) => {
       if (!live) return done(new InvalidToken('Access token has been revoked'))
       request.user = claims
+      // What a signed-in caller gets back is theirs alone: no cache, shared or private, keeps it.
+      reply.header('cache-control', 'no-store')
       done()
     }, done)
   })

@@ -1,10 +1,12 @@
 // Provides `fastify.config`: the validated environment (see .env.example and the README).
 import { randomBytes } from 'node:crypto'
 import { readFileSync } from 'node:fs'
+import { isIP } from 'node:net'
 import fp from 'fastify-plugin'
 import { Type, type Static, type TSchema } from '@sinclair/typebox'
 import { Value } from '@sinclair/typebox/value'
 import { loadSigningKeys, type SigningKeys } from '../../lib/keys.js'
+import { passwordProblem } from '../../lib/password-policy.js'
 
 const PositiveInt = (def: number, description: string) =>
   Type.Integer({ minimum: 1, default: def, description })
@@ -42,8 +44,11 @@ export const EnvSchema = Type.Object({
   ADMIN_PASSWORD: Type.Optional(Type.String({ minLength: 8, maxLength: 128 })),
   LOGIN_RATE_LIMIT: PositiveInt(10, 'login attempts per minute per client IP'),
   REGISTER_RATE_LIMIT: PositiveInt(5, 'registrations per minute per client IP'),
-  LOCKOUT_THRESHOLD: PositiveInt(5, 'failed logins in a row before a username is locked'),
-  TRUST_PROXY: Type.Boolean({ default: false }),
+  LOCKOUT_THRESHOLD: PositiveInt(5, 'failed logins in a row from one client before that client is locked out of the username'),
+  // Unset: 10 × LOCKOUT_THRESHOLD.
+  LOCKOUT_GLOBAL_THRESHOLD: Type.Optional(Type.Integer({ minimum: 1, description: 'failed logins from all clients within a day before the username is throttled' })),
+  // How to find the client behind proxies: a hop count or proxy addresses (parseTrustProxy).
+  TRUST_PROXY: Type.Optional(Type.String()),
   // Comma-separated origins allowed to call the API from a browser; empty: CORS off.
   CORS_ORIGINS: Type.String({ default: '' }),
   // Where GET /metrics is served: unset, on PORT with the API; `off` (or 0), nowhere; a port
@@ -76,10 +81,72 @@ export type Config = Static<typeof EnvSchema> & {
   signingKeys?: SigningKeys
   /** METRICS_PORT: `api` (on PORT), `off`, or the port of a listener of its own. */
   metrics: 'api' | 'off' | number
+  /** LOCKOUT_GLOBAL_THRESHOLD, or its default. */
+  lockoutGlobalThreshold: number
+  /** TRUST_PROXY as Fastify's `trustProxy` takes it: off, a hop count, or proxy addresses. */
+  trustProxy: false | number | string[]
 }
 
 export class ConfigError extends Error {
   override name = 'ConfigError'
+}
+
+const PROXY_NAMES = new Set(['loopback', 'linklocal', 'uniquelocal'])
+
+/**
+ * TRUST_PROXY: unset, `false` or `0` reads no X-Forwarded-For; a number is how many proxies
+ * stand in front (the client is that many hops back); otherwise a comma-separated list of
+ * proxy addresses, CIDRs or proxy-addr's names (loopback, linklocal, uniquelocal). `true`
+ * is refused: it would take the first address a client wrote, and anyone could then
+ * choose the IP that rate limits and lockouts are keyed on.
+ */
+export function parseTrustProxy (value: string | undefined): false | number | string[] {
+  const text = value?.trim() ?? ''
+  if (text === '' || text === 'false' || text === '0') return false
+  if (text === 'true') {
+    throw new ConfigError('Invalid configuration: TRUST_PROXY=true would trust any X-Forwarded-For a client sends; give the number of proxies in front of the service (e.g. 1) or their addresses/CIDRs')
+  }
+  if (/^[0-9]+$/.test(text)) return Number(text)
+  const list = text.split(',').map((entry) => entry.trim())
+  for (const entry of list) {
+    const [address, bits, extra] = entry.split('/')
+    const family = isIP(address)
+    const prefixOk = bits === undefined || (/^[0-9]{1,3}$/.test(bits) && Number(bits) <= (family === 6 ? 128 : 32))
+    if (!(PROXY_NAMES.has(entry) || (family !== 0 && prefixOk && extra === undefined))) {
+      throw new ConfigError(`Invalid configuration: TRUST_PROXY entry ${JSON.stringify(entry)} is not a hop count, an IP address, a CIDR or one of loopback, linklocal, uniquelocal`)
+    }
+  }
+  return list
+}
+
+/** At least this much random material in a production HS256 secret (RFC 7518 §3.2: the hash's size). */
+const SECRET_BYTES = 32
+
+/**
+ * Why a production JWT_SECRET is not good enough, or null. It must be random bytes written
+ * as hex, base64 or base64url, at least 256 bits of them: a phrase someone typed
+ * (`passwordpasswordpassword12345678`) is refused however long it is. Randomness cannot be
+ * proven, but what a person types can be caught: too few distinct characters for its
+ * length, or runs of repeated or consecutive characters.
+ */
+export function secretProblem (secret: string): string | null {
+  const hex = /^(?:[0-9a-f]{2})+$/i.test(secret)
+  const base64 = /^[A-Za-z0-9+/]+={0,2}$/.test(secret) || /^[A-Za-z0-9_-]+$/.test(secret)
+  if (!hex && !base64) return 'must be random bytes written as hex, base64 or base64url'
+  const bytes = hex ? secret.length / 2 : Math.floor(secret.replace(/=+$/, '').length * 3 / 4)
+  if (bytes < SECRET_BYTES) return `must hold at least ${SECRET_BYTES} random bytes (${SECRET_BYTES * 2} hex or ${Math.ceil(SECRET_BYTES * 4 / 3)} base64 characters)`
+  const chars = [...secret.replace(/=+$/, '')]
+  // A random string of this length over its alphabet (16 or 64 symbols) shows most of it.
+  const alphabet = hex ? 16 : 64
+  const expected = alphabet * (1 - Math.pow(1 - 1 / alphabet, chars.length))
+  const distinct = new Set(hex ? secret.toLowerCase() : secret).size
+  let runs = 0
+  for (let i = 1; i < chars.length; i++) {
+    if (Math.abs(chars[i].charCodeAt(0) - chars[i - 1].charCodeAt(0)) <= 1) runs++
+  }
+  // Neighbours equal or one apart: about 17 % of random hex pairs, 5 % of random base64 ones.
+  if (distinct < expected * 0.6 || runs > chars.length * (hex ? 0.45 : 0.25)) return 'does not look random (too few distinct characters, or runs of repeated or consecutive ones)'
+  return null
 }
 
 const URL_PROTOCOLS: Record<string, string[]> = {
@@ -171,14 +238,20 @@ export function loadConfig (env: Record<string, string | number | boolean | unde
   if (production && secret === undefined && signingKeys === undefined) {
     throw new ConfigError('Invalid configuration: JWT_SECRET is required when NODE_ENV=production')
   }
-  if (production && secret !== undefined && new Set(secret).size < 10) {
-    throw new ConfigError('Invalid configuration: JWT_SECRET is too weak (use `openssl rand -base64 48`)')
+  if (production && secret !== undefined) {
+    const problem = secretProblem(secret)
+    if (problem !== null) throw new ConfigError(`Invalid configuration: JWT_SECRET ${problem} (generate one with \`openssl rand -base64 48\`)`)
   }
   if (cfg.REFRESH_TOKEN_TTL < cfg.ACCESS_TOKEN_TTL) {
     throw new ConfigError('Invalid configuration: REFRESH_TOKEN_TTL must not be shorter than ACCESS_TOKEN_TTL')
   }
   if ((cfg.ADMIN_USERNAME === undefined) !== (cfg.ADMIN_PASSWORD === undefined)) {
     throw new ConfigError('Invalid configuration: ADMIN_USERNAME and ADMIN_PASSWORD must be set together')
+  }
+  if (cfg.ADMIN_USERNAME !== undefined && cfg.ADMIN_PASSWORD !== undefined) {
+    // The rules every password here follows: an admin anyone could guess is not created.
+    const problem = passwordProblem(cfg.ADMIN_PASSWORD, cfg.ADMIN_USERNAME)
+    if (problem !== null) throw new ConfigError(`Invalid configuration: ADMIN_PASSWORD: ${problem}`)
   }
 
   let metrics: Config['metrics'] = 'api'
@@ -196,9 +269,13 @@ export function loadConfig (env: Record<string, string | number | boolean | unde
     }
   }
 
+  const trustProxy = parseTrustProxy(cfg.TRUST_PROXY)
+
   return {
     ...cfg,
     corsOrigins,
+    trustProxy,
+    lockoutGlobalThreshold: cfg.LOCKOUT_GLOBAL_THRESHOLD ?? 10 * cfg.LOCKOUT_THRESHOLD,
     // Outside production a missing secret gets a random per-process key rather than a
     // well-known default: a forgotten setting must never make tokens forgeable.
     jwtKey: secret ?? randomBytes(48).toString('base64'),

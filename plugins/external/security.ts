@@ -2,10 +2,12 @@
 // in CORS_ORIGINS, and per-IP rate limits (@fastify/rate-limit, counted in Redis so that
 // all instances share them) for the routes that declare `config.rateLimit`.
 import fp from 'fastify-plugin'
+import type { FastifyReply, FastifyRequest, HookHandlerDoneFunction } from 'fastify'
 import helmet, { type HelmetOptions } from 'helmet'
 import fastifyCors from '@fastify/cors'
 import fastifyRateLimit from '@fastify/rate-limit'
-import { TooManyRequests } from '../../lib/errors.js'
+import { BadRequest, TooManyRequests } from '../../lib/errors.js'
+import { clientIp, clientKey } from '../../lib/client-ip.js'
 
 export interface SecurityOptions {
   corsOrigins: string[]
@@ -62,7 +64,27 @@ export function securityHeaders (options: HelmetOptions): Record<string, string>
   return headers
 }
 
+/**
+ * A body schema keyed by content type (login's JSON or form) validates nothing when the
+ * request has no body and no content type: the handler would see `undefined`. Such
+ * requests are refused before validation, like a body of the wrong type.
+ */
+function requireBody (request: FastifyRequest, _reply: FastifyReply, done: HookHandlerDoneFunction): void {
+  if (request.body === undefined) {
+    done(new BadRequest('body must be object'))
+    return
+  }
+  done()
+}
+
 export default fp<SecurityOptions>(async function securityPlugin (fastify, opts) {
+  fastify.addHook('onRoute', (route) => {
+    const body = route.schema?.body as { content?: unknown } | undefined
+    if (body?.content === undefined) return
+    const hooks = route.preValidation
+    route.preValidation = hooks === undefined ? [requireBody] : [requireBody, ...(Array.isArray(hooks) ? hooks : [hooks])]
+  })
+
   const headers = securityHeaders(API_HEADERS)
   fastify.addHook('onRequest', function (_request, reply, done) {
     reply.headers(headers)
@@ -87,10 +109,17 @@ export default fp<SecurityOptions>(async function securityPlugin (fastify, opts)
     // Redis down: let requests through (argon2 still bounds the rate) rather than lock
     // every user out; the per-username lockout fails open the same way.
     skipOnError: true,
-    keyGenerator: (request) => request.ip,
-    onExceeded: (request) => {
-      // Fire and forget: record() never throws, and the 429 must not wait for it.
-      fastify.audit.record({ type: 'rate_limited', ip: request.ip, detail: { route: request.routeOptions.url } })
+    // IPv6 clients by their /64 (lib/client-ip.ts).
+    keyGenerator: (request) => clientKey(clientIp(request)),
+    // Audited once per client, route and window, not per refused request: a client
+    // hammering a limit would otherwise write an audit row for each (and slow everyone).
+    // Fire and forget: the 429 waits for neither Redis nor the audit row.
+    onExceeded: (request, key) => {
+      const route = request.routeOptions.url ?? ''
+      const windowMs = Number((request.routeOptions.config as { rateLimit?: { timeWindow?: number } }).rateLimit?.timeWindow ?? 60_000)
+      fastify.redis.set(`rla:${route}:${key}`, '1', 'PX', windowMs, 'NX').then((first) => {
+        if (first === 'OK') return fastify.audit.record({ type: 'rate_limited', ip: clientIp(request), detail: { route } })
+      }, () => {})
     },
     errorResponseBuilder: (_request, context) =>
       new TooManyRequests(`Too many requests, retry in ${context.after}`)

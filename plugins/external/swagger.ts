@@ -17,11 +17,17 @@ export default fp(async function swaggerPlugin (fastify) {
       tags: [
         { name: 'auth', description: 'Sign in, tokens and sessions' },
         { name: 'admin', description: 'Administration (role admin)' },
+        { name: 'oauth', description: 'Token introspection and revocation for other services (RFC 7662, RFC 7009)' },
         { name: 'ops', description: 'Health and readiness' }
       ],
       components: {
         securitySchemes: {
           bearerAuth: { type: 'http', scheme: 'bearer', bearerFormat: 'JWT' },
+          basicAuth: {
+            type: 'http',
+            scheme: 'basic',
+            description: 'A registered client (POST /clients): `clientId:clientSecret`, each form-urlencoded first (RFC 6749 §2.3.1).'
+          },
           oauth2: {
             type: 'oauth2',
             description: 'OAuth 2.0 password grant: Swagger UI\'s Authorize signs in through POST /auth/login.',

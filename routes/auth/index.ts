@@ -10,7 +10,6 @@ import {
 import { User } from '../../schemas/users.js'
 import type { ClientMeta, IssuedSession } from '../../plugins/app/sessions/sessions-service.js'
 import { auditContext } from '../../plugins/app/audit/audit-service.js'
-import { TooManyRequests } from '../../lib/errors.js'
 
 // Token responses are documented with the header RFC 6749 §5.1 requires of them.
 const tokenResponse = (description: string) => ({
@@ -19,7 +18,7 @@ const tokenResponse = (description: string) => ({
 })
 
 const routes: FastifyPluginAsyncTypebox = async function (fastify) {
-  const { users, sessions, tokens, lockout, authenticate, requireRole, config } = fastify
+  const { users, sessions, tokens, authenticate, requireRole, config } = fastify
   const perMinute = (max: number) => ({ rateLimit: { max, timeWindow: 60_000 } })
 
   function clientMeta (request: FastifyRequest): ClientMeta {
@@ -57,7 +56,7 @@ const routes: FastifyPluginAsyncTypebox = async function (fastify) {
     }
   }, async function (request, reply) {
     const user = await users.register(request.body.username, request.body.password, 'user', auditContext(request))
-    return reply.code(201).send(user)
+    return reply.code(201).header('cache-control', 'no-store').send(user)
   })
 
   fastify.post('/login', {
@@ -66,7 +65,7 @@ const routes: FastifyPluginAsyncTypebox = async function (fastify) {
       tags: ['auth'],
       operationId: 'login',
       summary: 'Sign in: JSON credentials, or the OAuth 2.0 password grant as a form',
-      description: 'Returns an OAuth 2.0 token pair (RFC 6749 §5.1, `Cache-Control: no-store`). The form body is the password grant, the `tokenUrl` of the `oauth2` security scheme. An unknown user, a wrong password and a disabled user get the same 401. Rate-limited per client IP; repeated failures lock the username out for a while (429 with Retry-After).',
+      description: 'Returns an OAuth 2.0 token pair (RFC 6749 §5.1, `Cache-Control: no-store`). The form body is the password grant, the `tokenUrl` of the `oauth2` security scheme. An unknown user, a wrong password and a disabled user get the same 401. Rate-limited per client IP; failures in a row lock the username for that client for a while, and many failures from all clients throttle it for clients the user has not signed in from (429 with Retry-After; see the README\'s security section).',
       body: {
         content: {
           'application/json': { schema: ref(LoginBody) },
@@ -81,13 +80,7 @@ const routes: FastifyPluginAsyncTypebox = async function (fastify) {
     }
   }, async function (request, reply) {
     const { username, password } = request.body as LoginBody
-    const meta = clientMeta(request)
-    const retryAfter = await lockout.retryAfter(username, meta)
-    if (retryAfter > 0) {
-      reply.header('retry-after', String(retryAfter))
-      throw new TooManyRequests('Too many failed logins for this username, try again later')
-    }
-    return tokenPair(reply, await sessions.login(username, password, meta))
+    return tokenPair(reply, await sessions.login(username, password, clientMeta(request)))
   })
 
   fastify.post('/refresh', {
@@ -201,15 +194,20 @@ const routes: FastifyPluginAsyncTypebox = async function (fastify) {
 
   fastify.post('/change-password', {
     onRequest: [authenticate],
+    // A stolen access token must not make an unlimited password oracle.
+    config: perMinute(config.LOGIN_RATE_LIMIT),
     schema: {
       tags: ['auth'],
       security: bearer,
       operationId: 'changePassword',
       summary: 'Change the password; every session of the user ends, this one included',
+      description: 'A wrong current password counts toward the username\'s lockout like a failed login; the one that reaches `LOCKOUT_THRESHOLD` in a row ends the session in use (401). Rate-limited per client IP.',
       body: ref(ChangePasswordBody),
       response: {
         204: Type.Null({ description: 'Changed; sign in again with the new password' }),
-        ...errors(400, 401, [403, 'The current password is wrong; nothing changed', { message: 'Current password is wrong' }], 413, 415, 503)
+        ...errors(400, [401, 'No valid token, or too many wrong current passwords in a row: this session has ended'],
+          [403, 'The current password is wrong; nothing changed', { code: 'AUTH_WRONG_PASSWORD', message: 'Current password is wrong' }], 413, 415,
+          [429, 'Too many wrong passwords from this client, or too many requests; see Retry-After'], 503)
       }
     }
   }, async function (request, reply) {

@@ -4,6 +4,7 @@ import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { Type } from '@sinclair/typebox'
 import { bearer, errors, IdParams, ref } from '../../schemas/common.js'
 import { Client, ClientCredentials, NewClientBody } from '../../schemas/clients.js'
+import { auditContext } from '../../plugins/app/audit/audit-service.js'
 
 const noStore = { 'cache-control': { type: 'string', enum: ['no-store'], description: 'Never cached: it holds a secret' } }
 
@@ -34,7 +35,7 @@ const routes: FastifyPluginAsyncTypebox = async function (fastify) {
   }, async function (request, reply) {
     const created = await clients.create(request.body.name)
     await audit.record({
-      type: 'client_created', actorId: request.user.sub, ip: request.ip, detail: { id: created.id, clientId: created.clientId, name: created.name }
+      ...auditContext(request), type: 'client_created', detail: { id: created.id, clientId: created.clientId, name: created.name }
     })
     return reply.code(201).send(created)
   })
@@ -66,7 +67,7 @@ const routes: FastifyPluginAsyncTypebox = async function (fastify) {
   }, async function (request, reply) {
     const deleted = await clients.delete(request.params.id)
     await audit.record({
-      type: 'client_deleted', actorId: request.user.sub, ip: request.ip, detail: { id: deleted.id, clientId: deleted.clientId, name: deleted.name }
+      ...auditContext(request), type: 'client_deleted', detail: { id: deleted.id, clientId: deleted.clientId, name: deleted.name }
     })
     return reply.code(204).send(null)
   })
@@ -86,7 +87,7 @@ const routes: FastifyPluginAsyncTypebox = async function (fastify) {
   }, async function (request) {
     const rotated = await clients.rotateSecret(request.params.id)
     await audit.record({
-      type: 'client_secret_rotated', actorId: request.user.sub, ip: request.ip, detail: { id: rotated.id, clientId: rotated.clientId, name: rotated.name }
+      ...auditContext(request), type: 'client_secret_rotated', detail: { id: rotated.id, clientId: rotated.clientId, name: rotated.name }
     })
     return rotated
   })

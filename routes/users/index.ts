@@ -51,6 +51,21 @@ const routes: FastifyPluginAsyncTypebox = async function (fastify) {
     return await users.update({ id: request.params.id }, request.body, auditContext(request))
   })
 
+  fastify.delete('/:id/lockout', {
+    schema: {
+      tags: ['admin'],
+      operationId: 'clearLockout',
+      summary: 'Clear the failed-login lockout of a user\'s username, for every client',
+      description: 'Forgets the failed logins counted against the username and lifts its locks, the one across clients included. Audited as `lockout_cleared`.',
+      security,
+      params: IdParams,
+      response: { 204: Type.Null({ description: 'Cleared: the user may sign in at once from anywhere' }), ...errors(400, 401, 403, 404, 503) }
+    }
+  }, async function (request, reply) {
+    await users.clearLockout(request.params.id, auditContext(request))
+    return reply.code(204).send(null)
+  })
+
   fastify.delete('/:id', {
     schema: {
       tags: ['admin'],

@@ -19,8 +19,9 @@ const CONTRACT = [
   'POST /auth/register', 'POST /auth/login', 'POST /auth/refresh', 'GET /auth/me',
   'POST /auth/change-role', 'POST /auth/logout', 'POST /auth/logout-all', 'GET /auth/sessions',
   'DELETE /auth/sessions/{id}', 'POST /auth/change-password', 'GET /users', 'GET /users/{id}',
-  'PATCH /users/{id}', 'DELETE /users/{id}', 'GET /audit', 'GET /health', 'GET /ready',
-  'GET /auth/verify', 'POST /clients', 'GET /clients', 'DELETE /clients/{id}', 'POST /clients/{id}/secret'
+  'PATCH /users/{id}', 'DELETE /users/{id}', 'DELETE /users/{id}/lockout', 'GET /audit', 'GET /health', 'GET /ready',
+  'GET /auth/verify', 'POST /clients', 'GET /clients', 'DELETE /clients/{id}', 'POST /clients/{id}/secret',
+  'POST /oauth/introspect', 'POST /oauth/revoke'
 ]
 // Responses whose meaning is their status and headers, without a body: the gateway check.
 const HEADERS_ONLY = ['GET /auth/verify 200']
@@ -203,8 +204,9 @@ t.test('every route of the contract is documented, and every documented route ex
   }
 })
 
-t.test('security schemes: bearer JWT and the OAuth 2.0 password grant at /auth/login', async (t) => {
+t.test('security schemes: bearer JWT, the OAuth 2.0 password grant at /auth/login, Basic for clients', async (t) => {
   t.strictSame(doc.components.securitySchemes.bearerAuth, { type: 'http', scheme: 'bearer', bearerFormat: 'JWT' })
+  t.match(doc.components.securitySchemes.basicAuth, { type: 'http', scheme: 'basic', description: String })
   t.match(doc.components.securitySchemes.oauth2, { type: 'oauth2', flows: { password: { tokenUrl: '/auth/login', scopes: {} } } })
   t.strictSame(Object.keys(doc.components.securitySchemes.oauth2.flows), ['password'])
   const login = doc.paths['/auth/login'].post
@@ -216,10 +218,15 @@ t.test('security schemes: bearer JWT and the OAuth 2.0 password grant at /auth/l
 
   const signedIn = ['GET /auth/me', 'POST /auth/change-role', 'POST /auth/logout', 'POST /auth/logout-all',
     'GET /auth/sessions', 'DELETE /auth/sessions/{id}', 'POST /auth/change-password', 'GET /users',
-    'GET /users/{id}', 'PATCH /users/{id}', 'DELETE /users/{id}', 'GET /audit', 'GET /auth/verify',
+    'GET /users/{id}', 'PATCH /users/{id}', 'DELETE /users/{id}', 'DELETE /users/{id}/lockout', 'GET /audit', 'GET /auth/verify',
     'POST /clients', 'GET /clients', 'DELETE /clients/{id}', 'POST /clients/{id}/secret']
+  // Registered clients (other services) authenticate with HTTP Basic.
+  const byClient = ['POST /oauth/introspect']
   for (const { key, op } of operations) {
-    if (signedIn.includes(key)) {
+    if (byClient.includes(key)) {
+      t.strictSame(op.security, [{ basicAuth: [] }], `${key} takes client credentials`)
+      t.match(op.responses['401'].headers, { 'www-authenticate': { schema: { type: 'string' } } }, `${key} declares WWW-Authenticate`)
+    } else if (signedIn.includes(key)) {
       t.strictSame(op.security, [{ bearerAuth: [] }, { oauth2: [] }], `${key} takes a bearer token from either scheme`)
       t.ok(op.responses['401'], `${key} declares 401`)
       t.match(op.responses['401'].headers, { 'www-authenticate': { schema: { type: 'string' } } }, `${key} declares WWW-Authenticate`)
@@ -446,6 +453,14 @@ t.test('every response of every route matches the document', async (t) => {
   await send('DELETE', `/auth/sessions/${nobody}`, { headers: bearer(second.access) })
   await send('DELETE', `/auth/sessions/${nobody}`)
 
+  // change-password: 429 (too many wrong passwords from one client), 401 (the one that
+  // reaches the threshold ends the session)
+  const erin = await signUp(app, ctx, { label: 'erin' })
+  const erinSpare = await login(app, erin.username)
+  for (let i = 0; i < 3; i++) {
+    await send('POST', '/auth/change-password', { headers: bearer(erin.access), payload: { currentPassword: `wrong ${i}`, newPassword: 'another passphrase' }, remoteAddress: '10.5.5.5' })
+  }
+  await send('POST', '/auth/change-password', { headers: bearer(erinSpare.access), payload: { currentPassword: PASSWORD, newPassword: 'another passphrase' }, remoteAddress: '10.5.5.5' })
   // change-password: 204, 400, 401, 403, 413, 415
   const carol = await signUp(app, ctx, { label: 'carol' })
   const asCarol = bearer(carol.access)
@@ -483,6 +498,12 @@ t.test('every response of every route matches the document', async (t) => {
   await send('PATCH', `/users/${carol.id}`, { headers: { ...asAdmin, ...text }, payload: 'hello' })
   await send('PATCH', `/users/${carol.id}`, { payload: { disabled: true } })
   await send('PATCH', `/users/${carol.id}`, { headers: asAlice, payload: { disabled: true } })
+  // lockout: 204, 400, 401, 403, 404
+  await send('DELETE', `/users/${erin.id}/lockout`, { headers: asAdmin })
+  await send('DELETE', '/users/not-a-uuid/lockout', { headers: asAdmin })
+  await send('DELETE', `/users/${nobody}/lockout`, { headers: asAdmin })
+  await send('DELETE', `/users/${erin.id}/lockout`)
+  await send('DELETE', `/users/${erin.id}/lockout`, { headers: asAlice })
   // delete: 204, 400, 401, 403, 404, 409 (the last admin)
   await send('DELETE', `/users/${carol.id}`, { headers: asAdmin })
   await send('DELETE', '/users/not-a-uuid', { headers: asAdmin })
@@ -549,6 +570,25 @@ t.test('every response of every route matches the document', async (t) => {
   await send('DELETE', `/clients/${client.id}`, { headers: asAdmin })
   await send('DELETE', '/clients/not-a-uuid', { headers: asAdmin })
   await send('DELETE', `/clients/${nobody}`, { headers: asAdmin })
+
+  // introspection (a registered client): 200 (active, inactive), 400, 401, 413, 415;
+  // revocation: 200, 400, 413, 415
+  const form = { 'content-type': 'application/x-www-form-urlencoded' }
+  const registered = await app.clients.create(ctx.username('introspector'))
+  const asClient = { authorization: `Basic ${Buffer.from(`${registered.clientId}:${registered.clientSecret}`).toString('base64')}` }
+  const frank = await signUp(app, ctx, { label: 'frank' })
+  await send('POST', '/oauth/introspect', { headers: { ...asClient, ...form }, payload: `token=${frank.access}` })
+  await send('POST', '/oauth/introspect', { headers: asClient, payload: { token: frank.refresh, token_type_hint: 'refresh_token' } })
+  await send('POST', '/oauth/introspect', { headers: { ...asClient, ...form }, payload: 'token=garbage' })
+  await send('POST', '/oauth/introspect', { headers: { ...asClient, ...form }, payload: 'token_type_hint=access_token' })
+  await send('POST', '/oauth/introspect', { headers: form, payload: `token=${frank.access}` })
+  await send('POST', '/oauth/introspect', { headers: asClient, payload: { token: 'x'.repeat(20_000) } })
+  await send('POST', '/oauth/introspect', { headers: { ...asClient, ...text }, payload: 'hello' })
+  await send('POST', '/oauth/revoke', { headers: form, payload: `token=${frank.refresh}` })
+  await send('POST', '/oauth/revoke', { payload: { token: frank.access } })
+  await send('POST', '/oauth/revoke', { payload: {} })
+  await send('POST', '/oauth/revoke', { payload: { token: 'x'.repeat(20_000) } })
+  await send('POST', '/oauth/revoke', { headers: text, payload: 'hello' })
 
   // Whatever else the document lists (GET /metrics): once, signed in as admin.
   for (const { key, method, path } of operations) {

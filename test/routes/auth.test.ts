@@ -148,6 +148,39 @@ t.test('login', async (t) => {
   })
 })
 
+t.test('a login that checked the old password gets no session once the password has changed', async (t) => {
+  const user = await signUp(app, ctx)
+  // Hold the login between its password check and the statement that creates its session.
+  const repository = app.sessions.repository
+  const create = repository.create
+  let reached!: () => void
+  const atCreate = new Promise<void>((resolve) => { reached = resolve })
+  let release!: () => void
+  const gate = new Promise<void>((resolve) => { release = resolve })
+  repository.create = async function (...args) {
+    repository.create = create // only this login is held
+    reached()
+    await gate
+    return await create.apply(this, args)
+  }
+  t.teardown(() => { repository.create = create })
+
+  const inFlight = app.inject({ method: 'POST', url: '/auth/login', payload: { username: user.username, password: PASSWORD } })
+  await atCreate
+  const changed = await app.inject({
+    method: 'POST', url: '/auth/change-password', headers: bearer(user.access), payload: { currentPassword: PASSWORD, newPassword: 'a new password 42' }
+  })
+  t.equal(changed.statusCode, 204, 'the password changed while the login was in flight')
+  release()
+  const res = await inFlight
+  t.equal(res.statusCode, 401, 'the login with the old password gets no tokens')
+  t.equal(res.json().code, 'AUTH_BAD_CREDENTIALS')
+  const { rows } = await app.db.query(
+    'SELECT count(*)::int AS n FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.user_id = $1 AND s.created_at > u.revoked_after', [user.id])
+  t.equal(rows[0].n, 0, 'and no live session was created')
+  t.equal((await app.inject({ method: 'POST', url: '/auth/login', payload: { username: user.username, password: 'a new password 42' } })).statusCode, 200, 'the new password works')
+})
+
 t.test('me', async (t) => {
   const bob = await signUp(app, ctx)
 

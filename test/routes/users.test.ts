@@ -97,7 +97,8 @@ t.test('every admin route needs a token (401) and the admin role (403), and chan
     ['GET /users', (a) => get(a, '/users')],
     ['GET /users/:id', (a) => get(a, `/users/${target.id}`)],
     ['PATCH /users/:id', (a) => patch(a, target.id, { role: 'admin', disabled: true })],
-    ['DELETE /users/:id', (a) => del(a, target.id)]
+    ['DELETE /users/:id', (a) => del(a, target.id)],
+    ['DELETE /users/:id/lockout', (a) => app.inject({ method: 'DELETE', url: `/users/${target.id}/lockout`, headers: a === null ? {} : bearer(a) })]
   ]
   for (const [name, call] of calls) {
     const anonymous = await call(null)
@@ -455,18 +456,20 @@ t.test('the last-admin rule holds under concurrent requests', async (t) => {
     method: 'POST', url: '/auth/change-role', headers: bearer(by.access), payload: { username, role: 'user' }
   })
 
-  const cases: Array<[string, (a: Account, b: Account) => Array<() => Promise<LightMyRequestResponse>>, number]> = [
-    ['two admins demote each other', (a, b) => [() => patch(a.access, b.id, { role: 'user' }), () => patch(b.access, a.id, { role: 'user' })], 200],
-    ['two admins disable each other', (a, b) => [() => patch(a.access, b.id, { disabled: true }), () => patch(b.access, a.id, { disabled: true })], 200],
-    ['two admins delete each other', (a, b) => [() => del(a.access, b.id), () => del(b.access, a.id)], 204],
-    ['two admins demote themselves', (a, b) => [() => patch(a.access, a.id, { role: 'user' }), () => patch(b.access, b.id, { role: 'user' })], 200],
-    ['PATCH and change-role against each other', (a, b) => [() => patch(a.access, b.id, { role: 'user' }), changeRole(b, a.username)], 200]
+  // Against each other, the loser is no longer an admin when its change would commit: 403.
+  // Each stepping down, the second is then the last admin: 409.
+  const cases: Array<[string, (a: Account, b: Account) => Array<() => Promise<LightMyRequestResponse>>, number, number]> = [
+    ['two admins demote each other', (a, b) => [() => patch(a.access, b.id, { role: 'user' }), () => patch(b.access, a.id, { role: 'user' })], 200, 403],
+    ['two admins disable each other', (a, b) => [() => patch(a.access, b.id, { disabled: true }), () => patch(b.access, a.id, { disabled: true })], 200, 403],
+    ['two admins delete each other', (a, b) => [() => del(a.access, b.id), () => del(b.access, a.id)], 204, 403],
+    ['two admins demote themselves', (a, b) => [() => patch(a.access, a.id, { role: 'user' }), () => patch(b.access, b.id, { role: 'user' })], 200, 409],
+    ['PATCH and change-role against each other', (a, b) => [() => patch(a.access, b.id, { role: 'user' }), changeRole(b, a.username)], 200, 403]
   ]
-  for (const [name, make, success] of cases) {
+  for (const [name, make, success, refused] of cases) {
     t.test(name, async (t) => {
       const [a, b] = await pair()
       const statuses = await race(make(a, b))
-      t.strictSame([...statuses].sort(), [success, 409].sort(), 'exactly one succeeds, the other is 409')
+      t.strictSame([...statuses].sort(), [success, refused].sort(), `exactly one succeeds, the other is ${refused}`)
       const admins = await activeAdmins()
       t.equal(admins.length, 1, 'exactly one active admin is left')
       const survivor = admins[0] === a.id ? a : b
@@ -484,7 +487,7 @@ t.test('the last-admin rule holds under concurrent requests', async (t) => {
       const statuses = (await Promise.all([patch(a.access, b.id, { role: 'user' }), patch(b.access, a.id, { role: 'user' })]))
         .map((r) => r.statusCode)
       t.equal(statuses.filter((s) => s === 200).length, 1, `round ${round}, demote each other: one success (${statuses})`)
-      t.ok(statuses.every((s) => s === 200 || s === 409 || s === 401), 'the other is refused')
+      t.ok(statuses.every((s) => [200, 401, 403, 409].includes(s)), 'the other is refused')
       t.equal((await activeAdmins()).length, 1, 'exactly one active admin is left')
     }
     for (let round = 0; round < 3; round++) {
@@ -496,8 +499,133 @@ t.test('the last-admin rule holds under concurrent requests', async (t) => {
         del(a.access, b.id), del(b.access, a.id)
       ])).map((r) => r.statusCode)
       t.ok(statuses.some((s) => s === 200 || s === 204), `round ${round}, mixed: something succeeds (${statuses})`)
-      t.ok(statuses.every((s) => [200, 204, 401, 404, 409].includes(s)), 'the rest are refused, never a 500')
+      t.ok(statuses.every((s) => [200, 204, 401, 403, 404, 409].includes(s)), `the rest are refused, never a 500 (${statuses})`)
       t.equal((await activeAdmins()).length, 1, 'exactly one active admin is left')
     }
+  })
+})
+
+t.test('authority is checked at commit, not only at the door', async (t) => {
+  // A pool large enough that every request below is inside its transaction at once.
+  const wide = await build(t, ctx, { DATABASE_POOL_SIZE: 40 })
+
+  /** Queries of this database waiting for a lock. */
+  async function waiting (): Promise<number> {
+    const { rows } = await app.db.query(
+      "SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'")
+    return rows[0].n
+  }
+  async function untilWaiting (n: number): Promise<void> {
+    for (let i = 0; i < 500 && await waiting() < n; i++) await sleep(10)
+    t.equal(await waiting(), n, `${n} requests wait for the rows`)
+  }
+  /** Holds the rows `sql` locks in a transaction of the test's own until release(). */
+  async function hold (sql: string, params: unknown[]) {
+    const blocker = new pg.Client({ connectionString: ctx.databaseUrl })
+    await blocker.connect()
+    await blocker.query('BEGIN')
+    await blocker.query(sql, params)
+    return async () => {
+      await blocker.query('COMMIT')
+      await blocker.end()
+    }
+  }
+
+  t.test('an admin demoted while 30 of its changes wait commits none of them', async (t) => {
+    const a = await signUp(wide, ctx, { role: 'admin', label: 'demoted' })
+    const b = await signUp(wide, ctx, { role: 'admin', label: 'demoter' })
+    const targets: Account[] = []
+    for (let i = 0; i < 30; i++) targets.push(await signUp(wide, ctx, { label: 'target' }))
+    t.equal((await me(wide, a.access)).statusCode, 200)
+    t.equal((await me(wide, b.access)).statusCode, 200)
+
+    // B's demotion of A queues first for the admins' rows, A's 30 promotions after it: when
+    // the rows are let go, the demotion commits while A's changes are already past the door.
+    const release = await hold("SELECT id FROM users WHERE role = 'admin' AND NOT disabled FOR UPDATE", [])
+    const demotion = wide.inject({ method: 'PATCH', url: `/users/${a.id}`, headers: bearer(b.access), payload: { role: 'user' } })
+    await untilWaiting(1)
+    const promotions = targets.map((target) => wide.inject({
+      method: 'POST', url: '/auth/change-role', headers: bearer(a.access), payload: { username: target.username, role: 'admin' }
+    }))
+    await untilWaiting(31)
+    await release()
+    t.equal((await demotion).statusCode, 200, 'A is demoted')
+    const statuses = (await Promise.all(promotions)).map((r) => r.statusCode)
+    t.strictSame([...new Set(statuses)], [403], 'every change A sent is refused: A is no longer an admin when it would commit')
+
+    // Whatever the interleaving, no change of A's may commit after A's demotion.
+    const demotedAt = (await userRow(a.id))!.ra
+    const { rows } = await app.db.query(
+      "SELECT count(*)::int AS n FROM users WHERE id = ANY($1) AND role = 'admin' AND revoked_after > $2::timestamptz",
+      [targets.map((x) => x.id), demotedAt])
+    t.equal(rows[0].n, 0, 'no admin created by A after its demotion')
+    const promoted = await app.db.query("SELECT count(*)::int AS n FROM audit_events WHERE type = 'role_changed' AND actor_id = $1", [a.id])
+    t.equal(promoted.rows[0].n, 0, 'nothing audited for A')
+  })
+
+  t.test('a change by an admin whose session ended while it waited is refused (401)', async (t) => {
+    const a = await signUp(wide, ctx, { role: 'admin', label: 'loggedout' })
+    const target = await signUp(wide, ctx, { label: 'target' })
+    t.equal((await me(wide, a.access)).statusCode, 200)
+    // A share of A's row: the change waits for it, a logout (which takes a lesser share) does not.
+    const release = await hold('SELECT id FROM users WHERE id = $1 FOR SHARE', [a.id])
+    const change = wide.inject({ method: 'PATCH', url: `/users/${target.id}`, headers: bearer(a.access), payload: { disabled: true } })
+    await untilWaiting(1)
+    // The session ends (a logout, from another tab) while the change waits.
+    t.equal((await wide.inject({ method: 'POST', url: '/auth/logout', headers: bearer(a.access) })).statusCode, 204)
+    await release()
+    const res = await change
+    t.equal(res.statusCode, 401)
+    t.match(res.headers['www-authenticate'], /^Bearer/)
+    t.match(await userRow(target.id), { disabled: false }, 'nothing changed')
+  })
+
+  t.test('checked at commit without deadlocks: an admin\'s change while its session refreshes, a deletion while the user logs out', async (t) => {
+    const a = await signUp(wide, ctx, { role: 'admin', label: 'busy' })
+    const target = await signUp(wide, ctx, { label: 'target' })
+    let tokens = { access: a.access, refresh: a.refresh }
+    const statuses: number[] = []
+    for (let i = 0; i < 30; i++) {
+      const [change, refreshed] = await Promise.all([
+        wide.inject({ method: 'PATCH', url: `/users/${target.id}`, headers: bearer(tokens.access), payload: { disabled: i % 2 === 0 } }),
+        wide.inject({ method: 'POST', url: '/auth/refresh', payload: { refresh_token: tokens.refresh } })
+      ])
+      statuses.push(change.statusCode, refreshed.statusCode)
+      tokens = { access: refreshed.json().access_token, refresh: refreshed.json().refresh_token }
+    }
+    t.strictSame([...new Set(statuses)], [200], 'every change and every refresh went through')
+
+    const root2 = await signUp(wide, ctx, { role: 'admin', label: 'deleter' })
+    const outcomes: number[] = []
+    for (let i = 0; i < 15; i++) {
+      const leaving = await signUp(wide, ctx, { label: 'leaving' })
+      const [deleted, loggedOut] = await Promise.all([
+        wide.inject({ method: 'DELETE', url: `/users/${leaving.id}`, headers: bearer(root2.access) }),
+        wide.inject({ method: 'POST', url: '/auth/logout', headers: bearer(leaving.access) })
+      ])
+      t.equal(deleted.statusCode, 204)
+      outcomes.push(loggedOut.statusCode)
+      ctx.forget(leaving.id)
+    }
+    t.ok(outcomes.every((s) => s === 204 || s === 401), `logouts: 204, or 401 once the user is gone, never 503 (${outcomes})`)
+  })
+
+  t.test('a user\'s own writes need the session live at commit: change-password after logout-all', async (t) => {
+    const user = await signUp(wide, ctx, { label: 'self' })
+    const phone = await login(wide, user.username)
+    const release = await hold('SELECT id FROM users WHERE id = $1 FOR UPDATE', [user.id])
+    // logout-all from the phone queues first; the change of password from the first device
+    // (its password already checked) waits behind it.
+    const logoutAll = wide.inject({ method: 'POST', url: '/auth/logout-all', headers: bearer(phone.access) })
+    await untilWaiting(1)
+    const change = wide.inject({
+      method: 'POST', url: '/auth/change-password', headers: bearer(user.access), payload: { currentPassword: PASSWORD, newPassword: 'a new password 42' }
+    })
+    await untilWaiting(2)
+    await release()
+    t.equal((await logoutAll).statusCode, 204)
+    const res = await change
+    t.equal(res.statusCode, 401, 'the session that asked ended before the change could commit')
+    t.equal(await loginStatus(user.username), 200, 'the password is unchanged')
   })
 })

@@ -1,6 +1,6 @@
 // HTTP-level hardening: headers, CORS, body limits, and logs that never hold a secret.
 import t from 'tap'
-import { bearer, build, context, PASSWORD, signUp } from '../helper.js'
+import { bearer, build, context, login, PASSWORD, signUp } from '../helper.js'
 
 const ctx = await context(t)
 const lines: string[] = []
@@ -85,5 +85,50 @@ t.test('logs never contain passwords or tokens', async (t) => {
   const all = lines.join('\n')
   for (const secret of [PASSWORD, 'a wrong password', 'wrong one!', 'another password', user.access, user.refresh, user.access.split('.')[2], 'secret-cookie']) {
     t.notOk(all.includes(secret), `no ${secret.slice(0, 12)}… in the logs`)
+  }
+})
+
+t.test('every route that takes a body answers 400 to a request with none, never 500', async (t) => {
+  const admin = await signUp(app, ctx, { role: 'admin' })
+  // Every operation with a request body, from the OpenAPI document: routes added later are
+  // covered without editing this list.
+  const doc = app.swagger() as { paths: Record<string, Record<string, { requestBody?: unknown }>> }
+  const withBody: Array<[string, string]> = []
+  for (const [path, ops] of Object.entries(doc.paths)) {
+    for (const [method, op] of Object.entries(ops)) {
+      if (op.requestBody !== undefined) withBody.push([method.toUpperCase(), path.replace(/\{[^}]+\}/g, admin.id)])
+    }
+  }
+  t.ok(withBody.some(([m, p]) => m === 'POST' && p === '/auth/login'), 'login is among them')
+  for (const [method, url] of withBody) {
+    // No payload, no content type: what `curl -X POST` sends.
+    const res = await app.inject({ method: method as 'POST', url, headers: bearer(admin.access) })
+    t.equal(res.statusCode, 400, `${method} ${url}`)
+    t.equal(res.json().error, 'Bad Request')
+  }
+})
+
+t.test('every response that carries user data is Cache-Control: no-store', async (t) => {
+  const admin = await signUp(app, ctx, { role: 'admin' })
+  const user = await signUp(app, ctx)
+  const sid = JSON.parse(Buffer.from(user.access.split('.')[1], 'base64url').toString()).sid
+  const other = await login(app, user.username)
+  const asAdmin = bearer(admin.access)
+  const responses: Array<[string, Awaited<ReturnType<typeof app.inject>>]> = [
+    ['register', await app.inject({ method: 'POST', url: '/auth/register', payload: { username: ctx.username('cache'), password: PASSWORD } })],
+    ['login', await app.inject({ method: 'POST', url: '/auth/login', payload: { username: user.username, password: PASSWORD } })],
+    ['refresh', await app.inject({ method: 'POST', url: '/auth/refresh', payload: { refresh_token: other.refresh } })],
+    ['me', await app.inject({ url: '/auth/me', headers: bearer(user.access) })],
+    ['sessions', await app.inject({ url: '/auth/sessions', headers: bearer(user.access) })],
+    ['users', await app.inject({ url: '/users', headers: asAdmin })],
+    ['user', await app.inject({ url: `/users/${user.id}`, headers: asAdmin })],
+    ['patch user', await app.inject({ method: 'PATCH', url: `/users/${user.id}`, headers: asAdmin, payload: { disabled: false } })],
+    ['change-role', await app.inject({ method: 'POST', url: '/auth/change-role', headers: asAdmin, payload: { username: user.username, role: 'user' } })],
+    ['audit', await app.inject({ url: `/audit?userId=${user.id}`, headers: asAdmin })],
+    ['delete session', await app.inject({ method: 'DELETE', url: `/auth/sessions/${sid}`, headers: bearer(other.access) })]
+  ]
+  for (const [name, res] of responses) {
+    t.ok(res.statusCode < 300, `${name}: ${res.statusCode}`)
+    t.equal(res.headers['cache-control'], 'no-store', name)
   }
 })

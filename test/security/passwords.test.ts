@@ -1,5 +1,5 @@
 import t from 'tap'
-import { build, context, PASSWORD } from '../helper.js'
+import { bearer, build, context, PASSWORD, signUp } from '../helper.js'
 
 const ctx = await context(t)
 
@@ -36,4 +36,33 @@ t.test('passwords over 128 characters are a 400, never hashed', async (t) => {
   }
   const { rows } = await app.db.query('SELECT 1 FROM users WHERE username = $1', [username])
   t.equal(rows.length, 0)
+})
+
+t.test('common passwords and passwords containing the username are refused, saying why', async (t) => {
+  const app = await build(t, ctx)
+  const register = (username: string, password: string) => app.inject({ method: 'POST', url: '/auth/register', payload: { username, password } })
+  for (const password of ['password1', 'iloveyou2', 'P@ssw0rd', 'Qwertyuiop', 'trustno1']) {
+    const username = ctx.username('common')
+    const res = await register(username, password)
+    t.equal(res.statusCode, 400, password)
+    t.match(res.json(), { code: 'AUTH_WEAK_PASSWORD', message: /list of common passwords/ })
+    const { rows } = await app.db.query('SELECT 1 FROM users WHERE username = $1', [username])
+    t.equal(rows.length, 0, 'no account')
+  }
+  const username = ctx.username('Alice')
+  for (const password of [username, `my ${username.toUpperCase()} pass`, `${username.toLowerCase()}!`]) {
+    const res = await register(username, password)
+    t.equal(res.statusCode, 400, password)
+    t.match(res.json(), { code: 'AUTH_WEAK_PASSWORD', message: 'The password must not contain the username' })
+  }
+  t.equal((await register(username, PASSWORD)).statusCode, 201, 'anything else of 8 characters or more will do')
+
+  // change-password: the same rules for the new password; nothing changes, nothing counts.
+  const user = await signUp(app, ctx)
+  for (const newPassword of ['password123', `x${user.username}x`]) {
+    const res = await app.inject({ method: 'POST', url: '/auth/change-password', headers: bearer(user.access), payload: { currentPassword: PASSWORD, newPassword } })
+    t.equal(res.statusCode, 400, newPassword)
+    t.equal(res.json().code, 'AUTH_WEAK_PASSWORD')
+  }
+  t.equal((await app.inject({ method: 'POST', url: '/auth/login', payload: { username: user.username, password: PASSWORD } })).statusCode, 200, 'the password is unchanged')
 })

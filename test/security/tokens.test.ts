@@ -48,6 +48,10 @@ t.test('refused tokens', async (t) => {
     ['wrong aud', hs({ alg: 'HS256' }, { ...claims, aud: 'other-service' })],
     ['expired', hs({ alg: 'HS256' }, { ...claims, iat: now - 1000, exp: now - 10 })],
     ['not yet valid (nbf in the future)', hs({ alg: 'HS256' }, { ...claims, nbf: now + 3600 })],
+    ['issued ten years ahead (iat in the future), exp after it', hs({ alg: 'HS256' }, { ...claims, iat: now + 10 * 365 * 86400, exp: now + 10 * 365 * 86400 + 900 })],
+    ['issued a minute ahead', hs({ alg: 'HS256' }, { ...claims, iat: now + 60 })],
+    ['older than the access-token lifetime, exp ten years ahead', hs({ alg: 'HS256' }, { ...claims, iat: now - 901, exp: now + 10 * 365 * 86400 })],
+    ['no iat', hs({ alg: 'HS256' }, { ...claims, iat: undefined })],
     ['no sid', hs({ alg: 'HS256' }, { ...claims, sid: undefined })],
     ['no exp', hs({ alg: 'HS256' }, { ...claims, exp: undefined })],
     ['sca of the wrong type', hs({ alg: 'HS256' }, { ...claims, sca: 'yesterday' })],
@@ -61,6 +65,23 @@ t.test('refused tokens', async (t) => {
     ['header that is not JSON', `${b64('not json')}.${realPayload}.sig`]
   ]
   for (const [label, token] of cases) await expect401(t, token, label)
+})
+
+t.test('a token lives at most the access-token lifetime from its iat, within a small clock tolerance', async (t) => {
+  const fresh = { ...claims, jti: 'tolerance-check' }
+  const at = Math.floor(Date.now() / 1000)
+  for (const [label, iat] of [['issued now', at], ['issued 5 s ahead (another instance\'s clock)', at + 5], ['issued 890 s ago', at - 890]] as const) {
+    const token = hs({ alg: 'HS256', typ: 'JWT' }, { ...fresh, iat, exp: iat + 900 })
+    t.equal((await app.inject({ method: 'GET', url: '/auth/me', headers: { authorization: `Bearer ${token}` } })).statusCode, 200, label)
+  }
+  // A token remembered by the verifier's cache dies at iat + lifetime too, whatever its exp.
+  const shortLived = await build(t, ctx, { ACCESS_TOKEN_TTL: 2 })
+  const owner = await signUp(shortLived, ctx)
+  const longExp = hs({ alg: 'HS256', typ: 'JWT' }, { ...JSON.parse(Buffer.from(owner.access.split('.')[1], 'base64url').toString()), exp: at + 3600 })
+  const ask = () => shortLived.inject({ method: 'GET', url: '/auth/me', headers: { authorization: `Bearer ${longExp}` } })
+  t.equal((await ask()).statusCode, 200, 'young: verified and remembered')
+  await new Promise((resolve) => setTimeout(resolve, 3100))
+  t.equal((await ask()).statusCode, 401, 'refused once older than ACCESS_TOKEN_TTL, cached or not')
 })
 
 t.test('a token anywhere but the Authorization header is not read', async (t) => {

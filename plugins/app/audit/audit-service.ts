@@ -3,6 +3,7 @@
 import type { FastifyBaseLogger, FastifyRequest } from 'fastify'
 import type { AuditEvent, AuditType } from '../../../schemas/audit.js'
 import { decodeCursor, encodeCursor } from '../../../lib/cursor.js'
+import { clientIp } from '../../../lib/client-ip.js'
 import type { Queryable } from '../../external/db.js'
 import type { AuditRepository } from './audit-repository.js'
 
@@ -24,12 +25,14 @@ export interface AuditRecord {
 /** Who acts and from where: what every event a request causes repeats. */
 export interface AuditContext {
   actorId: string | null
+  /** The session of the actor's token: a write checks it is still live when it commits. */
+  sessionId?: string | null
   ip: string
 }
 
-/** The request's audit context: its signed-in user (none before authentication) and client IP. */
+/** The request's audit context: its signed-in user and session (none before authentication) and client IP. */
 export function auditContext (request: FastifyRequest): AuditContext {
-  return { actorId: request.user?.sub ?? null, ip: request.ip }
+  return { actorId: request.user?.sub ?? null, sessionId: request.user?.sid ?? null, ip: clientIp(request) }
 }
 
 /** Events deleted per statement by the retention purge. */

@@ -1,7 +1,7 @@
-// Provides `fastify.lockout`: failed logins in a row per username (in Redis, shared by
-// every instance), and a lock that grows with each further failure.
+// Provides `fastify.lockout`: failed password attempts per username and client (in Redis,
+// shared by every instance), a lock per client and a throttle across clients.
 import fp from 'fastify-plugin'
-import { LockoutService } from './lockout-service.js'
+import { LockoutService, type LockoutOptions } from './lockout-service.js'
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -9,6 +9,6 @@ declare module 'fastify' {
   }
 }
 
-export default fp<{ threshold: number }>(async function lockoutPlugin (fastify, opts) {
-  fastify.decorate('lockout', new LockoutService(fastify.redis, fastify.audit, fastify.log, opts.threshold))
-}, { name: 'lockout', dependencies: ['redis', 'audit'] })
+export default fp<LockoutOptions>(async function lockoutPlugin (fastify, opts) {
+  fastify.decorate('lockout', new LockoutService(fastify.redis, fastify.log, opts))
+}, { name: 'lockout', dependencies: ['redis'] })

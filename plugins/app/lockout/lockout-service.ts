@@ -1,74 +1,100 @@
-// Failed logins in a row per username, counted in Redis so that every instance sees
-// them, and a lock that grows with each further failure.
+// Failed password attempts per username, counted in Redis so that every instance sees
+// them: per client (IP, or IPv6 /64) a lock that grows with each failure in a row, and
+// across all clients a throttle on the username. The design and its trade-off: README,
+// "Password guessing and lockouts".
 import { readFileSync } from 'node:fs'
 import type { FastifyBaseLogger } from 'fastify'
 import type { Redis, Result } from 'ioredis'
-import type { AuditContext, AuditService } from '../audit/audit-service.js'
+import { clientKey } from '../../../lib/client-ip.js'
 
 declare module 'ioredis' {
   interface RedisCommander<Context> {
-    authLoginFailed(counter: string, lock: string, threshold: number, baseMs: number, maxMs: number, keepMs: number): Result<number, Context>
+    authLockAttempt(key: string, client: string, threshold: number, globalThreshold: number, firstMs: number, longestMs: number,
+      globalFirstMs: number, globalLongestMs: number, windowMs: number, exempt: string): Result<[number, number], Context>
+    authLockSucceeded(key: string, client: string, globalThreshold: number): Result<number, Context>
   }
 }
 
-// The script, beside this file (`npm run build` copies it into dist/).
-const FAILED_LUA = readFileSync(new URL('login-failed.lua', import.meta.url), 'utf8')
+// The scripts, beside this file (`npm run build` copies them into dist/).
+const script = (name: string) => readFileSync(new URL(name, import.meta.url), 'utf8')
+const ATTEMPT_LUA = script('attempt.lua')
+const SUCCEEDED_LUA = script('succeeded.lua')
 
-/** First lock 30 s, doubling with each further failure, at most 15 minutes. */
-const BASE_LOCK_MS = 30_000
-const MAX_LOCK_MS = 15 * 60_000
-/** Failures older than a day without a success are forgotten. */
-const KEEP_FAILURES_MS = 24 * 60 * 60_000
+/** A client's first lock 30 s, doubling with each further failure, at most 15 minutes. */
+const FIRST_LOCK_MS = 30_000
+const LONGEST_LOCK_MS = 15 * 60_000
+/**
+ * Across clients a throttle, not a block: 1 s, doubling, at most a minute. Whoever holds a
+ * guess list and many addresses gets one guess a minute at most, and nobody else waits longer.
+ */
+const GLOBAL_FIRST_LOCK_MS = 1000
+const GLOBAL_LONGEST_LOCK_MS = 60_000
+/** Failures across clients are counted per day; a username quiet for a day is forgotten. */
+const WINDOW_MS = 24 * 60 * 60_000
+
+/** What came of counting an attempt. */
+export type Attempt =
+  | { refused: false, /** Failures in a row from this client, this attempt included. */ failures: number }
+  | { refused: true, retryAfter: number, scope: 'client' | 'username' }
+
+export interface LockoutOptions {
+  /** Failures in a row from one client that lock that client out of the username. */
+  threshold: number
+  /** Failures from all clients within a day that throttle the username for everyone else. */
+  globalThreshold: number
+}
 
 export class LockoutService {
+  readonly threshold: number
+  readonly globalThreshold: number
+
   constructor (
     private readonly redis: Redis,
-    private readonly audit: AuditService,
     private readonly log: FastifyBaseLogger,
-    readonly threshold: number
+    opts: LockoutOptions
   ) {
-    redis.defineCommand('authLoginFailed', { numberOfKeys: 2, lua: FAILED_LUA })
+    this.threshold = opts.threshold
+    this.globalThreshold = opts.globalThreshold
+    redis.defineCommand('authLockAttempt', { numberOfKeys: 1, lua: ATTEMPT_LUA })
+    redis.defineCommand('authLockSucceeded', { numberOfKeys: 1, lua: SUCCEEDED_LUA })
   }
 
-  // Keyed by the lower-cased username whether or not the user exists, so a lockout
-  // says nothing about which usernames are registered.
-  private keys (username: string): [string, string] {
-    const tag = `{lock:${username.toLowerCase()}}`
-    return [`${tag}:failures`, `${tag}:locked`]
+  // Keyed by the lower-cased username whether or not the user exists, so a lockout says
+  // nothing about which usernames are registered. Usernames are ASCII (the schemas see to
+  // it), where toLowerCase() and PostgreSQL's lower() agree: the key is the account's.
+  private key (username: string): string {
+    return `{lock:${username.toLowerCase()}}`
   }
 
   /**
-   * Seconds until the username may try again, or 0; an attempt refused for it is recorded.
-   * Fails open when Redis is down.
+   * Counts an attempt at the username's password from the client at `ip`, before the
+   * password is checked: of N parallel attempts, at most the threshold get through. An
+   * attempt that turns out right is settled with succeeded(). `exempt`: the username's
+   * lock (across clients) does not apply to this client. Fails open when Redis is down
+   * (argon2 still bounds the rate).
    */
-  async retryAfter (username: string, ctx: AuditContext): Promise<number> {
-    let ms: number
+  async attempt (username: string, ip: string, opts: { exempt?: boolean } = {}): Promise<Attempt> {
+    let result: [number, number]
     try {
-      ms = await this.redis.pttl(this.keys(username)[1])
+      result = await this.redis.authLockAttempt(this.key(username), clientKey(ip), this.threshold, this.globalThreshold,
+        FIRST_LOCK_MS, LONGEST_LOCK_MS, GLOBAL_FIRST_LOCK_MS, GLOBAL_LONGEST_LOCK_MS, WINDOW_MS, opts.exempt === true ? '1' : '0')
     } catch (err) {
-      this.log.warn({ err: { message: (err as Error).message } }, 'lockout check skipped: Redis unavailable')
-      return 0
+      this.log.warn({ err: { message: (err as Error).message } }, 'password attempt not counted: Redis unavailable')
+      return { refused: false, failures: 0 }
     }
-    if (ms <= 0) return 0
-    // The subject is the username's user when there is one, found by the INSERT itself: the
-    // 429 is the same either way, so the lockout still says nothing about which names exist.
-    await this.audit.record({ ...ctx, type: 'login_locked', subjectUsername: username, detail: { username } })
-    return Math.ceil(ms / 1000)
+    const [state, value] = result
+    if (state === 0) return { refused: false, failures: value }
+    return { refused: true, retryAfter: Math.ceil(value / 1000), scope: state === 1 ? 'client' : 'username' }
   }
 
-  /** Records a failed login; returns the failures in a row so far (0 if unknown). */
-  async failed (username: string): Promise<number> {
-    try {
-      const [counter, lock] = this.keys(username)
-      return await this.redis.authLoginFailed(counter, lock, this.threshold, BASE_LOCK_MS, MAX_LOCK_MS, KEEP_FAILURES_MS)
-    } catch (err) {
-      this.log.warn({ err: { message: (err as Error).message } }, 'failed login not counted: Redis unavailable')
-      return 0
-    }
+  /** The attempt's password was right: this client's run of failures ends. */
+  async succeeded (username: string, ip: string): Promise<void> {
+    await this.redis.authLockSucceeded(this.key(username), clientKey(ip), this.globalThreshold)
+      .catch((err: Error) => this.log.warn({ err: { message: err.message } }, 'password attempt not settled: Redis unavailable'))
   }
 
-  /** A successful login ends the run of failures. */
-  async succeeded (username: string): Promise<void> {
-    await this.redis.del(...this.keys(username)).catch(() => {})
+  /** Forgets every failure and lock of the username (an admin's call): throws if Redis is down. */
+  async clear (username: string): Promise<void> {
+    await this.redis.del(this.key(username))
   }
 }

@@ -18,6 +18,10 @@ export default fp<{ accessTtlSeconds: number }>(async function revocationPlugin 
   metrics.gauge('auth_redis_breaker_open', '1 while token checks skip Redis and read PostgreSQL', () => Number(!service.redisUsable()))
   metrics.gauge('auth_revocation_retry_backlog', 'Committed revocations whose post-commit Redis write awaits a retry', () => service.backlogSize)
   fastify.decorate('revocation', service)
+  // Readers in other services trust this Redis only once it says which protocol it holds.
+  await service.announceProtocol().catch((err: Error) => {
+    fastify.log.warn({ err: { message: err.message } }, 'could not write the Redis protocol marker: other services will introspect')
+  })
   // Before the Redis client closes (onClose hooks run in reverse order): a last try at
   // any post-commit write still pending.
   fastify.addHook('onClose', async () => await service.close())

@@ -3,7 +3,8 @@ import { randomBytes } from 'node:crypto'
 import { readFileSync } from 'node:fs'
 import type { FastifyBaseLogger } from 'fastify'
 import type { Redis, Result } from 'ioredis'
-import { Unavailable } from '../../../lib/errors.js'
+import { checkFields, decide as decideCached, PROTOCOL_KEY, PROTOCOL_VERSION, userKey } from '@auth-service/fastify-resource-server/protocol'
+import { InvalidToken, Unavailable } from '../../../lib/errors.js'
 import { withTimeout } from '../../../lib/timeout.js'
 import type { Db, Queryable } from '../../external/db.js'
 import type { Metrics } from '../../external/metrics.js'
@@ -92,9 +93,18 @@ export class RevocationService {
     redis.defineCommand('authEpoch', { numberOfKeys: 1, lua: EPOCH_LUA })
   }
 
-  /** Hash tag around the user id: all of a user's state lives in one cluster slot. */
+  /** The user's hash (the Redis protocol's key, docs/revocation.md): one cluster slot per user. */
   static key (userId: string): string {
-    return '{' + userId + '}'
+    return userKey(userId)
+  }
+
+  /**
+   * Writes the protocol marker that readers of the cache (the resource-server plugin)
+   * check before they trust it. At start-up, and again whenever a user's hash had to be
+   * re-created (the marker may have gone with it in a FLUSHALL).
+   */
+  async announceProtocol (): Promise<void> {
+    await this.redis.set(PROTOCOL_KEY, PROTOCOL_VERSION)
   }
 
   /** Connected, and the breaker is closed. */
@@ -126,14 +136,12 @@ export class RevocationService {
   isLive (sub: string, sid: string, sca: number, exp?: number): Promise<boolean> {
     if (!this.redisUsable()) return this.fromPostgres(sub, sid, sca)
     // One promise on the hot path (the HMGET's), not one per async function it passes.
-    return this.redis.hmget(RevocationService.key(sub), 'ra', 's:' + sid, 'e').then(([ra, s, e]) => {
-      // `x:<until>` dead, `ok:<until>` live (plain `x` and `ok` before the expiry was kept).
-      if (s !== null && s.charCodeAt(0) === 120) return false
-      if (ra !== null) {
-        if (sca <= Number(ra)) return false
-        if (s !== null) return true
-      }
-      return this.readThrough(sub, sid, sca, e, exp)
+    // The fields and the decision are the Redis protocol's, shared with the plugin that
+    // other services use; `e` (the epoch) is this service's own, for the read-through.
+    return this.redis.hmget(RevocationService.key(sub), ...checkFields(sid), 'e').then((values) => {
+      const cached = decideCached(values, sca)
+      if (cached !== 'unknown') return cached === 'live'
+      return this.readThrough(sub, sid, sca, values[values.length - 1], exp)
     }, (err: unknown) => {
       this.trip(err)
       return this.fromPostgres(sub, sid, sca)
@@ -163,7 +171,11 @@ export class RevocationService {
     const liveUntil = exp === undefined ? this.deadUntil() : exp + CLOCK_SLACK_S
     let epoch = seen
     try {
-      epoch ??= await this.redis.authEpoch(key, `${this.epochPrefix}.${++this.epochCounter}`, liveUntil)
+      if (epoch === null) {
+        // No hash: first use, or Redis was emptied, and the marker may be gone with it.
+        this.announceProtocol().catch(() => {})
+        epoch = await this.redis.authEpoch(key, `${this.epochPrefix}.${++this.epochCounter}`, liveUntil)
+      }
     } catch (err) {
       this.trip(err)
       return decide(await this.readState(sub, sid), sca)
@@ -188,6 +200,36 @@ export class RevocationService {
         .catch((err: unknown) => this.trip(err))
     }
     return decide(again, sca)
+  }
+
+  /**
+   * Inside a write's transaction: the caller's session must still be live when the write
+   * commits, not only when its request came in (the revocation promise holds at commit).
+   * No session (a call without a signed-in caller): nothing to check.
+   *
+   * The user's row and the session's are locked until COMMIT, so whatever would end the
+   * session waits for the write or is seen by it. Unless `userLocked`: the caller holds
+   * the user's row FOR UPDATE already (an admin's change), and the session is only read,
+   * since locking it then could deadlock with a refresh that holds it and waits for the
+   * user's row; ending a session takes a share of the user's row first (holdUser()), so
+   * it cannot commit between this read and our COMMIT either.
+   */
+  async requireLiveSession (client: Queryable, userId: string | null, sid: string | null | undefined, opts: { userLocked?: boolean } = {}): Promise<void> {
+    if (userId === null || sid == null) return
+    if (!await this.repository.sessionLive(userId, sid, client, opts.userLocked !== true)) {
+      throw new InvalidToken('Access token has been revoked')
+    }
+  }
+
+  /**
+   * Inside a transaction about to end one of the user's sessions, before it touches the
+   * session: a share of the user's row until COMMIT. A write that holds that row (an
+   * admin's change, checked at commit) then commits before the end of its own session
+   * or sees it; and the lock order, user before session, is the one a deletion of the
+   * user follows too (its row, then its sessions), so the two never deadlock.
+   */
+  async holdUser (client: Queryable, userId: string): Promise<void> {
+    await this.repository.holdUser(userId, client)
   }
 
   private async write (set: RevocationSet): Promise<void> {

@@ -16,22 +16,35 @@ export interface SessionClaims {
   sca: number
 }
 
+/** A refresh token that still works, with its session and user (times in s since the epoch). */
+export interface LiveRefreshToken {
+  userId: string
+  username: string
+  role: Role
+  sid: string
+  iat: number
+  exp: number
+}
+
 const SESSION_US = epochUs('s.created_at')
 
 export class SessionsRepository {
   constructor (private readonly db: Db) {}
 
   /**
-   * Inserts a session and its first refresh token for a user that is not disabled, in one
+   * Inserts a session and its first refresh token for a user that is not disabled and
+   * whose password hash is still `passwordHash` (the one the login checked), in one
    * statement (atomic on its own, one round trip); null when there is no such user.
    */
-  async create (userId: string, meta: ClientMeta, tokenHash: Buffer, ttlSeconds: number, client: Queryable = this.db): Promise<SessionClaims | null> {
+  async create (userId: string, passwordHash: string, meta: ClientMeta, tokenHash: Buffer, ttlSeconds: number, client: Queryable = this.db): Promise<SessionClaims | null> {
     // FOR SHARE: a concurrent role change or disable either commits before this read
     // (and we see it) or waits for our statement (and its revoked_after is later than
-    // our session): no token is ever issued with a role that was already changed.
+    // our session): no token is ever issued with a role that was already changed. The
+    // same for a password change: a login that checked the old password while it was
+    // being changed gets no session (a fresh hash has a fresh salt, so any change shows).
     const { rows } = await client.query(
       `WITH u AS (
-         SELECT id, username, role FROM users WHERE id = $1 AND NOT disabled FOR SHARE
+         SELECT id, username, role FROM users WHERE id = $1 AND NOT disabled AND password_hash = $6 FOR SHARE
        ), s AS (
          INSERT INTO sessions (user_id, expires_at, ip, user_agent)
          SELECT id, clock_timestamp() + make_interval(secs => $2), $3, $4 FROM u
@@ -41,7 +54,7 @@ export class SessionsRepository {
          SELECT $5, id, clock_timestamp() + make_interval(secs => $2) FROM s
        )
        SELECT s.id, ${SESSION_US} AS sca, u.username, u.role
-         FROM s, u`, [userId, ttlSeconds, meta.ip, meta.userAgent, tokenHash])
+         FROM s, u`, [userId, ttlSeconds, meta.ip, meta.userAgent, tokenHash, passwordHash])
     if (rows.length === 0) return null
     const r = rows[0]
     return { userId, username: r.username, role: r.role, sid: r.id, sca: Number(r.sca) }
@@ -166,6 +179,25 @@ export class SessionsRepository {
       `SELECT id, user_id FROM sessions WHERE reuse_detected_at IS NOT NULL AND revoked_at IS NULL
         ORDER BY reuse_detected_at LIMIT $1`, [limit])
     return rows.map((r) => ({ sid: r.id, userId: r.user_id }))
+  }
+
+  /**
+   * The session and user of a refresh token that still works: unused, unexpired, its
+   * session live and not marked for a reuse (token introspection and revocation); null
+   * otherwise. `exp`: the token's or its session's end, whichever is first.
+   */
+  async findLiveRefreshToken (tokenHash: Buffer, client: Queryable = this.db): Promise<LiveRefreshToken | null> {
+    const { rows } = await client.query(
+      `SELECT s.user_id, u.username, u.role, s.id AS sid,
+              floor(extract(epoch FROM t.created_at))::bigint AS iat,
+              floor(extract(epoch FROM least(t.expires_at, s.expires_at)))::bigint AS exp
+         FROM refresh_tokens t JOIN sessions s ON s.id = t.session_id JOIN users u ON u.id = s.user_id
+        WHERE t.token_hash = $1 AND t.used_at IS NULL AND t.expires_at > clock_timestamp()
+          AND s.revoked_at IS NULL AND s.reuse_detected_at IS NULL AND s.expires_at > clock_timestamp()
+          AND s.created_at > u.revoked_after AND NOT u.disabled`, [tokenHash])
+    if (rows.length === 0) return null
+    const r = rows[0]
+    return { userId: r.user_id, username: r.username, role: r.role, sid: r.sid, iat: Number(r.iat), exp: Number(r.exp) }
   }
 
   /** Sets revoked_at of one live session of the user; false if there was none. */

@@ -50,7 +50,8 @@ function newRefreshToken (): { token: string, hash: Buffer } {
   return { token, hash: hashToken(token) }
 }
 
-function hashToken (token: string): Buffer {
+/** How a refresh token is stored and looked up: its SHA-256. */
+export function hashToken (token: string): Buffer {
   return createHash('sha256').update(token).digest()
 }
 
@@ -66,7 +67,8 @@ function successor (token: string, salt: Buffer): string {
 export class SessionService {
   constructor (
     private readonly db: Db,
-    private readonly repository: SessionsRepository,
+    /** Sessions in PostgreSQL; a test may wrap `create` to hold a login mid-way. */
+    readonly repository: SessionsRepository,
     private readonly revocation: RevocationService,
     private readonly users: UserService,
     private readonly lockout: LockoutService,
@@ -77,16 +79,17 @@ export class SessionService {
 
   /** Checks the credentials and starts a session (one PostgreSQL round trip after argon2). */
   async login (username: string, password: string, meta: ClientMeta): Promise<IssuedSession> {
-    const user = await this.users.verifyLogin(username, password, meta)
+    const { user, passwordHash } = await this.users.verifyLogin(username, password, meta)
     const { token, hash } = newRefreshToken()
     const lifetime = Math.min(this.settings.refreshTtl, this.settings.maxLifetime)
     const endsAt = Math.floor(Date.now() / 1000) + lifetime
     // A success ends the run of failures; both round trips at once.
     const [claims] = await Promise.all([
-      this.repository.create(user.id, meta, hash, lifetime),
-      this.lockout.succeeded(username)
+      this.repository.create(user.id, passwordHash, meta, hash, lifetime),
+      this.lockout.succeeded(username, meta.ip)
     ])
-    // Same answer as any failed login: a user disabled mid-login learns nothing more.
+    // Same answer as any failed login: a user disabled, or whose password changed, while
+    // this login was checking the old one learns nothing more.
     if (claims === null) throw new BadCredentials()
     await this.audit.record({ ...meta, type: 'login', actorId: user.id, subjectId: user.id, detail: { sessionId: claims.sid } })
     return { ...claims, refreshToken: token, endsAt }
@@ -167,6 +170,7 @@ export class SessionService {
   private async endReused (userId: string, sid: string): Promise<void> {
     try {
       await this.revocation.revoke(async (client, revoked) => {
+        await this.revocation.holdUser(client, userId)
         if (await this.repository.endReused(sid, client)) revoked.session(userId, sid)
       })
     } catch (err) {
@@ -185,10 +189,13 @@ export class SessionService {
   /**
    * Ends one session of a user: its access and refresh tokens. False if there was none
    * live (unknown, someone else's, already ended, or dead through the user's revoked_after).
-   * `event` is recorded in the same transaction when it does end.
+   * `event` is recorded in the same transaction when it does end. With `callerSid`, the
+   * caller's own session must be live when it commits.
    */
-  async end (userId: string, sid: string, event?: AuditRecord): Promise<boolean> {
+  async end (userId: string, sid: string, event?: AuditRecord, callerSid?: string | null): Promise<boolean> {
     return await this.revocation.revoke(async (client, revoked) => {
+      await this.revocation.requireLiveSession(client, userId, callerSid)
+      await this.revocation.holdUser(client, userId)
       if (!await this.repository.revoke(userId, sid, client)) return false
       revoked.session(userId, sid)
       if (event !== undefined) await this.audit.record(event, client)
@@ -201,9 +208,10 @@ export class SessionService {
     await this.end(userId, sid, { ...ctx, type: 'logout', subjectId: userId, detail: { sessionId: sid } })
   }
 
-  /** Ends every session of the user. */
+  /** Ends every session of the user; the caller's session must be live when it commits. */
   async endAll (userId: string, ctx: AuditContext): Promise<void> {
     await this.revocation.revoke(async (client, revoked) => {
+      await this.revocation.requireLiveSession(client, userId, ctx.sessionId)
       const revokedAfterUs = await this.repository.revokeAll(userId, client)
       if (revokedAfterUs === null) return
       revoked.user(userId, revokedAfterUs)
@@ -211,10 +219,13 @@ export class SessionService {
     })
   }
 
-  /** Ends one of the caller's own sessions; anyone else's is "not found", never "forbidden". */
+  /**
+   * Ends one of the caller's own sessions; anyone else's is "not found", never "forbidden".
+   * The caller's session must be live when it commits.
+   */
   async endOwn (userId: string, sid: string, ctx: AuditContext): Promise<void> {
     const event: AuditRecord = { ...ctx, type: 'session_revoked', subjectId: userId, detail: { sessionId: sid } }
-    if (!await this.end(userId, sid, event)) throw new NotFound('Session not found')
+    if (!await this.end(userId, sid, event, ctx.sessionId)) throw new NotFound('Session not found')
   }
 
   /** The user's live sessions, newest first; `current` marks the caller's. */

@@ -55,14 +55,23 @@ export class UsersRepository {
     return rows.length === 0 ? null : toUser(rows[0])
   }
 
-  async findPasswordHash (id: string, client: Queryable = this.db): Promise<string | null> {
-    const { rows } = await client.query('SELECT password_hash FROM users WHERE id = $1', [id])
-    return rows.length === 0 ? null : rows[0].password_hash
+  /** What checking a user's password needs: the username (the lockout's key) and the hash. */
+  async findCredentials (id: string, client: Queryable = this.db): Promise<{ username: string, passwordHash: string } | null> {
+    const { rows } = await client.query('SELECT username, password_hash FROM users WHERE id = $1', [id])
+    return rows.length === 0 ? null : { username: rows[0].username, passwordHash: rows[0].password_hash }
   }
 
-  /** Replaces the password hash only if it is still `previous` (a concurrent change wins). */
-  async replacePasswordHash (id: string, previous: string, passwordHash: string, client: Queryable = this.db): Promise<void> {
-    await client.query('UPDATE users SET password_hash = $2 WHERE id = $1 AND password_hash = $3', [id, passwordHash, previous])
+  /** The addresses the user's sessions (those still kept) came from, newest first. */
+  async sessionIps (userId: string, client: Queryable = this.db): Promise<string[]> {
+    const { rows } = await client.query(
+      'SELECT ip FROM sessions WHERE user_id = $1 AND ip IS NOT NULL ORDER BY created_at DESC LIMIT 100', [userId])
+    return rows.map((row) => row.ip)
+  }
+
+  /** Replaces the password hash only if it is still `previous` (a concurrent change wins); whether it did. */
+  async replacePasswordHash (id: string, previous: string, passwordHash: string, client: Queryable = this.db): Promise<boolean> {
+    const { rowCount } = await client.query('UPDATE users SET password_hash = $2 WHERE id = $1 AND password_hash = $3', [id, passwordHash, previous])
+    return rowCount !== 0
   }
 
   /** Up to `limit` users after `after` (from the first when null) in (created_at, id) order. */
@@ -102,12 +111,22 @@ export class UsersRepository {
     return { user: toUser(rows[0]), revokedAfterUs: rows[0].ra }
   }
 
-  /** Sets the password hash and revoked_after; the new revoked_after in µs, or null without the user. */
-  async setPassword (id: string, passwordHash: string, client: Queryable = this.db): Promise<string | null> {
+  /**
+   * Sets the password hash and revoked_after, if the hash is still `previous` (the one the
+   * current password was checked against); the new revoked_after in µs, or null otherwise.
+   */
+  async setPassword (id: string, passwordHash: string, previous: string, client: Queryable = this.db): Promise<string | null> {
     const { rows } = await client.query(
-      `UPDATE users SET password_hash = $2, revoked_after = clock_timestamp() WHERE id = $1
-       RETURNING ${REVOKED_AFTER_US} AS ra`, [id, passwordHash])
+      `UPDATE users SET password_hash = $2, revoked_after = clock_timestamp() WHERE id = $1 AND password_hash = $3
+       RETURNING ${REVOKED_AFTER_US} AS ra`, [id, passwordHash, previous])
     return rows.length === 0 ? null : rows[0].ra
+  }
+
+  /** Ends one session of the user (revoked_at, database clock); false if it had ended already. */
+  async endSession (userId: string, sid: string, client: Queryable = this.db): Promise<boolean> {
+    const { rowCount } = await client.query(
+      'UPDATE sessions SET revoked_at = clock_timestamp() WHERE id = $2 AND user_id = $1 AND revoked_at IS NULL', [userId, sid])
+    return rowCount !== 0
   }
 
   /** Deletes the user; the instant of deletion in µs (database clock), or null without the user. */

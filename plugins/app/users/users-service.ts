@@ -5,13 +5,15 @@ import { randomBytes } from 'node:crypto'
 import argon2 from 'argon2'
 import type { Role, User } from '../../../schemas/users.js'
 import { UUID_PATTERN } from '../../../schemas/common.js'
-import { BadCredentials, Conflict, Forbidden, NotFound } from '../../../lib/errors.js'
+import { BadCredentials, Conflict, Forbidden, InvalidToken, NotFound, tooManyRequests, WeakPassword, WrongPassword } from '../../../lib/errors.js'
+import { clientKey } from '../../../lib/client-ip.js'
+import { loadPasswordPolicy, passwordProblem } from '../../../lib/password-policy.js'
 import { decodeCursor, encodeCursor } from '../../../lib/cursor.js'
 import type { Queryable } from '../../external/db.js'
 import type { RevocationService } from '../revocation/revocation-service.js'
 import type { AuditContext, AuditService } from '../audit/audit-service.js'
 import type { LockoutService } from '../lockout/lockout-service.js'
-import type { UserKey, UsersRepository } from './users-repository.js'
+import type { Account, UserKey, UsersRepository } from './users-repository.js'
 
 export interface HashOptions {
   memoryCost: number
@@ -21,6 +23,9 @@ export interface HashOptions {
 
 /** Which user a change is for: by id (the admin API) or by username (change-role). */
 export type UserRef = { id: string, username?: undefined } | { id?: undefined, username: string }
+
+/** A user id no account has: an unknown username's lookups cost the same queries. */
+const NO_USER = '00000000-0000-0000-0000-000000000000'
 
 // The full UUID shape: 36 hex-or-dash characters in any order would reach ::uuid as a 500.
 const CURSOR_PATTERNS = [/^[0-9]{1,18}$/, new RegExp(UUID_PATTERN)]
@@ -40,6 +45,7 @@ export class UserService {
     // Login verifies this hash for an unknown user, so that "no such user" costs the
     // same argon2 work as "wrong password" and timing does not reveal which it was.
     this.dummyHash = await this.hash(randomBytes(16).toString('hex'))
+    loadPasswordPolicy()
   }
 
   hash (password: string): Promise<string> {
@@ -48,37 +54,69 @@ export class UserService {
 
   /** A new account; recorded as a registration when a request (`ctx`) made it. */
   async register (username: string, password: string, role: Role = 'user', ctx?: AuditContext): Promise<User> {
+    const problem = passwordProblem(password, username)
+    if (problem !== null) throw new WeakPassword(problem)
     const user = await this.repository.insert(username, await this.hash(password), role)
     if (user === null) throw new Conflict('Username is already taken')
     if (ctx !== undefined) await this.audit.record({ ...ctx, type: 'register', actorId: user.id, subjectId: user.id })
     return user
   }
 
-  /** The first admin, from ADMIN_USERNAME/ADMIN_PASSWORD; an existing user is left as is. */
-  async ensureAdmin (username: string, password: string): Promise<boolean> {
-    return await this.repository.insertIfMissing(username, await this.hash(password), 'admin')
+  /**
+   * The first admin, from ADMIN_USERNAME/ADMIN_PASSWORD. An existing user of that name is
+   * left as it is (never promoted by the environment): 'created', or the existing user.
+   */
+  async ensureAdmin (username: string, password: string): Promise<'created' | User> {
+    const existing = await this.repository.findAccount(username)
+    // (A weak ADMIN_PASSWORD never gets here: the configuration refuses it.)
+    if (existing === null) {
+      if (await this.repository.insertIfMissing(username, await this.hash(password), 'admin')) return 'created'
+    }
+    // Created by another instance starting at the same moment, or there all along.
+    const { passwordHash: _, ...user } = existing ?? await this.repository.findAccount(username) as Account
+    return user
   }
 
   /**
    * Checks a username and password. Unknown user, wrong password and disabled user all
-   * throw the same BadCredentials after the same argon2 work; the audit log learns which,
-   * and the lockout counts the failure.
+   * throw the same BadCredentials after the same argon2 work; the audit log learns which.
+   * The attempt is counted by the lockout before argon2 runs (so parallel guesses cannot
+   * all get through) and settled when the password was right. Returns the user and the
+   * password hash it was checked against (a session may start only while it is current).
    */
-  async verifyLogin (username: string, password: string, ctx: AuditContext): Promise<User> {
+  async verifyLogin (username: string, password: string, ctx: AuditContext): Promise<{ user: User, passwordHash: string }> {
     const account = await this.repository.findAccount(username)
+    let attempt = await this.lockout.attempt(username, ctx.ip)
+    // The username is throttled across clients, but a client the user has a session from
+    // is not held back by strangers' failures (the "device cookie" idea, by address).
+    // An unknown username asks about a user that does not exist: the same query, the same time.
+    if (attempt.refused && attempt.scope === 'username' && await this.isKnownClient(account?.id ?? NO_USER, ctx.ip)) {
+      attempt = await this.lockout.attempt(username, ctx.ip, { exempt: true })
+    }
+    if (attempt.refused) {
+      await this.audit.record({ ...ctx, type: 'login_locked', subjectId: account?.id ?? null, detail: { username, lock: attempt.scope } })
+      throw tooManyRequests('Too many failed logins for this username, try again later', attempt.retryAfter)
+    }
     const ok = await argon2.verify(account?.passwordHash ?? this.dummyHash, password)
     if (account === null || !ok || account.disabled) {
       const reason = account === null ? 'unknown_user' : !ok ? 'bad_password' : 'disabled'
-      const failures = await this.lockout.failed(username)
-      await this.audit.record({ ...ctx, type: 'login_failed', subjectId: account?.id ?? null, detail: { username, reason, failures } })
+      await this.audit.record({ ...ctx, type: 'login_failed', subjectId: account?.id ?? null, detail: { username, reason, failures: attempt.failures } })
       throw new BadCredentials()
     }
-    if (argon2.needsRehash(account.passwordHash, this.hashOptions)) {
+    let passwordHash = account.passwordHash
+    if (argon2.needsRehash(passwordHash, this.hashOptions)) {
       // Parameters were raised since this hash was made: upgrade it now that we have the password.
-      await this.repository.replacePasswordHash(account.id, account.passwordHash, await this.hash(password))
+      const upgraded = await this.hash(password)
+      if (await this.repository.replacePasswordHash(account.id, passwordHash, upgraded)) passwordHash = upgraded
     }
     const { passwordHash: _, ...user } = account
-    return user
+    return { user, passwordHash }
+  }
+
+  /** Does the user have a session (one still kept) from this client (its IPv4 address, or IPv6 /64)? */
+  private async isKnownClient (userId: string, ip: string): Promise<boolean> {
+    const key = clientKey(ip)
+    return (await this.repository.sessionIps(userId)).some((known) => clientKey(known) === key)
   }
 
   async getById (id: string): Promise<User> {
@@ -103,8 +141,15 @@ export class UserService {
    * changes cannot deadlock), then the target. Two admins demoting each other at once
    * are serialised here, and the second one sees the first one's result.
    */
-  private async lockForChange (client: Queryable, target: UserRef) {
+  private async lockForChange (client: Queryable, target: UserRef, actor: AuditContext) {
     const admins = await this.repository.lockActiveAdmins(client)
+    // The actor's authority holds at commit, not only at the door: an admin demoted or
+    // disabled while this request waited (its row was locked above, so no later change
+    // can slip in before COMMIT) is refused here, and so is a session that ended.
+    if (actor.actorId !== null) {
+      if (!admins.includes(actor.actorId)) throw new Forbidden('Requires role admin')
+      await this.revocation.requireLiveSession(client, actor.actorId, actor.sessionId, { userLocked: true })
+    }
     const current = await this.repository.lock(target, client)
     if (current === null) throw new NotFound('User not found')
     return {
@@ -121,7 +166,7 @@ export class UserService {
   /** Applies role/disabled changes; a change that removes power revokes every token at once. */
   async update (target: UserRef, patch: { role?: Role, disabled?: boolean }, ctx: AuditContext): Promise<User> {
     return await this.revocation.revoke(async (client, revoked) => {
-      const { current, guardLastAdmin } = await this.lockForChange(client, target)
+      const { current, guardLastAdmin } = await this.lockForChange(client, target, ctx)
       const role = patch.role ?? current.role
       const disabled = patch.disabled ?? current.disabled
       // Nothing changes, nothing is revoked.
@@ -147,7 +192,7 @@ export class UserService {
 
   async delete (id: string, ctx: AuditContext): Promise<void> {
     await this.revocation.revoke(async (client, revoked) => {
-      const { guardLastAdmin } = await this.lockForChange(client, { id })
+      const { guardLastAdmin } = await this.lockForChange(client, { id }, ctx)
       guardLastAdmin()
       const deletedUs = await this.repository.delete(id, client)
       if (deletedUs !== null) revoked.user(id, deletedUs)
@@ -155,16 +200,56 @@ export class UserService {
     })
   }
 
-  /** Checks the current password, sets the new one and ends every session of the user. */
+  /** Forgets the failed logins and locks of the user's username (an admin's call). */
+  async clearLockout (id: string, ctx: AuditContext): Promise<void> {
+    await this.revocation.revoke(async (client) => {
+      const { current } = await this.lockForChange(client, { id }, ctx)
+      await this.audit.record({ ...ctx, type: 'lockout_cleared', subjectId: id }, client)
+      // Last before COMMIT: cleared only while the actor's authority is known to hold.
+      await this.lockout.clear(current.username)
+    })
+  }
+
+  /**
+   * Checks the current password, sets the new one and ends every session of the user.
+   * Wrong current passwords count toward the username's lockout like failed logins (a
+   * stolen access token is no unlimited password oracle); the one that reaches the
+   * threshold ends the session in use.
+   */
   async changePassword (userId: string, currentPassword: string, newPassword: string, ctx: AuditContext): Promise<void> {
-    const hash = await this.repository.findPasswordHash(userId)
-    if (hash === null || !await argon2.verify(hash, currentPassword)) {
-      throw new Forbidden('Current password is wrong')
+    const credentials = await this.repository.findCredentials(userId)
+    if (credentials === null) throw new InvalidToken('Access token has been revoked')
+    const { username, passwordHash: current } = credentials
+    const problem = passwordProblem(newPassword, username)
+    if (problem !== null) throw new WeakPassword(problem)
+    // The caller holds a live session: strangers' failures across clients do not hold it back.
+    const attempt = await this.lockout.attempt(username, ctx.ip, { exempt: true })
+    if (attempt.refused) {
+      await this.audit.record({ ...ctx, type: 'password_change_failed', subjectId: userId, detail: { reason: 'locked' } })
+      throw tooManyRequests('Too many wrong passwords for this account, try again later', attempt.retryAfter)
     }
+    if (!await argon2.verify(current, currentPassword)) {
+      const sid = attempt.failures >= this.lockout.threshold ? ctx.sessionId : null
+      const failed = { ...ctx, type: 'password_change_failed' as const, subjectId: userId, detail: { reason: 'bad_password', failures: attempt.failures, sessionEnded: sid != null } }
+      if (sid == null) {
+        await this.audit.record(failed)
+        throw new WrongPassword()
+      }
+      await this.revocation.revoke(async (client, revoked) => {
+        await this.revocation.holdUser(client, userId)
+        if (await this.repository.endSession(userId, sid, client)) revoked.session(userId, sid)
+        await this.audit.record(failed, client)
+      })
+      throw new InvalidToken('Too many wrong passwords: this session has ended')
+    }
+    await this.lockout.succeeded(username, ctx.ip)
     const passwordHash = await this.hash(newPassword)
     await this.revocation.revoke(async (client, revoked) => {
-      const revokedAfterUs = await this.repository.setPassword(userId, passwordHash, client)
-      if (revokedAfterUs === null) throw new NotFound('User not found')
+      // At commit the caller's session is still live, and the password is still the one
+      // just checked (a concurrent change wins; this one then ends with its session).
+      await this.revocation.requireLiveSession(client, userId, ctx.sessionId)
+      const revokedAfterUs = await this.repository.setPassword(userId, passwordHash, current, client)
+      if (revokedAfterUs === null) throw new InvalidToken('Access token has been revoked')
       revoked.user(userId, revokedAfterUs)
       await this.audit.record({ ...ctx, type: 'password_changed', subjectId: userId }, client)
     })

@@ -1,10 +1,12 @@
+import { randomBytes } from 'node:crypto'
 import t from 'tap'
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { ConfigError, loadConfig } from '../../../plugins/external/config.js'
 
-const strong = 'Zq8v!Lr2#Tm6@Wp1$Xk9%Bn4^Hc7&Js3*'
+// What `openssl rand -base64 48` prints.
+const strong = 'q2n3W8k+f1Zc0yR7uD9pLx4bT6mH5sJvA2eG8iKoNw1QzXc3VbUy7tRe4WsPqLm0'
 
 t.test('defaults match the contract', async (t) => {
   const c = loadConfig({})
@@ -30,12 +32,26 @@ t.test('defaults match the contract', async (t) => {
 })
 
 t.test('strings from the environment are converted; empty means unset', async (t) => {
-  const c = loadConfig({ PORT: '8080', ACCESS_TOKEN_TTL: '60', TRUST_PROXY: 'true', JWT_SECRET: '', REFRESH_REUSE_INTERVAL: '0' })
+  const c = loadConfig({ PORT: '8080', ACCESS_TOKEN_TTL: '60', TRUST_PROXY: '2', JWT_SECRET: '', REFRESH_REUSE_INTERVAL: '0' })
   t.equal(c.PORT, 8080)
   t.equal(c.REFRESH_REUSE_INTERVAL, 0, 'no refresh grace at all is allowed')
   t.equal(c.ACCESS_TOKEN_TTL, 60)
-  t.equal(c.TRUST_PROXY, true)
+  t.equal(c.trustProxy, 2)
   t.equal(c.jwtKeyGenerated, true)
+})
+
+t.test('TRUST_PROXY: off, a hop count or proxy addresses; never "trust everything"', async (t) => {
+  t.equal(loadConfig({}).trustProxy, false, 'off by default')
+  t.equal(loadConfig({ TRUST_PROXY: 'false' }).trustProxy, false)
+  t.equal(loadConfig({ TRUST_PROXY: '0' }).trustProxy, false)
+  t.equal(loadConfig({ TRUST_PROXY: '1' }).trustProxy, 1)
+  t.strictSame(loadConfig({ TRUST_PROXY: '10.0.0.1, 192.168.0.0/16,fd00::/8,loopback' }).trustProxy,
+    ['10.0.0.1', '192.168.0.0/16', 'fd00::/8', 'loopback'])
+  t.throws(() => loadConfig({ TRUST_PROXY: 'true' }), /^Invalid configuration: TRUST_PROXY=true would trust any X-Forwarded-For/)
+  t.throws(() => loadConfig({ TRUST_PROXY: true }), /TRUST_PROXY=true/, 'the boolean too')
+  for (const bad of ['10.0.0.1/33', 'fd00::/129', 'proxy.example.com', '10.0.0.1/8/8', '1.2.3', '10.0.0.1,,10.0.0.2', '-1']) {
+    t.throws(() => loadConfig({ TRUST_PROXY: bad }), /^Invalid configuration: TRUST_PROXY entry /, bad)
+  }
 })
 
 t.test('a bad value stops start-up with one line naming the variable', async (t) => {
@@ -63,8 +79,10 @@ t.test('a bad value stops start-up with one line naming the variable', async (t)
     [{ JWT_SECRET: 'short' }, /JWT_SECRET must be at least 32 bytes/],
     [{ ADMIN_USERNAME: 'root' }, /ADMIN_USERNAME and ADMIN_PASSWORD must be set together/],
     [{ ADMIN_USERNAME: 'root', ADMIN_PASSWORD: 'short' }, /ADMIN_PASSWORD/],
+    [{ ADMIN_USERNAME: 'root', ADMIN_PASSWORD: 'password123' }, /^Invalid configuration: ADMIN_PASSWORD: This password is on a list of common passwords/],
+    [{ ADMIN_USERNAME: 'root', ADMIN_PASSWORD: 'Root-of-all' }, /ADMIN_PASSWORD: The password must not contain the username/],
     [{ NODE_ENV: 'production' }, /JWT_SECRET is required when NODE_ENV=production/],
-    [{ NODE_ENV: 'production', JWT_SECRET: 'a'.repeat(40) }, /JWT_SECRET is too weak/]
+    [{ NODE_ENV: 'production', JWT_SECRET: 'a'.repeat(64) }, /JWT_SECRET does not look random/]
   ]
   for (const [env, message] of cases) {
     t.throws(() => loadConfig(env), message, JSON.stringify(env))
@@ -136,4 +154,37 @@ t.test('whether DATABASE_URL and REDIS_URL were given, or are the defaults', asy
   t.match(loadConfig({}), { databaseUrlGiven: false, redisUrlGiven: false })
   t.match(loadConfig({ DATABASE_URL: '' }), { databaseUrlGiven: false }, 'empty is unset')
   t.match(loadConfig({ DATABASE_URL: 'postgres://db/auth', REDIS_URL: 'redis://cache' }), { databaseUrlGiven: true, redisUrlGiven: true })
+})
+
+t.test('a production JWT_SECRET must be 256 bits of random material, written as hex or base64', async (t) => {
+  const accepted = [
+    strong,
+    randomBytes(32).toString('hex'),
+    randomBytes(32).toString('base64'),
+    randomBytes(48).toString('base64url'),
+    randomBytes(64).toString('hex').toUpperCase()
+  ]
+  for (const secret of accepted) t.equal(loadConfig({ NODE_ENV: 'production', JWT_SECRET: secret }).jwtKey, secret, secret)
+  const refused: Array<[string, RegExp]> = [
+    ['passwordpasswordpassword12345678', /must hold at least 32 random bytes/],
+    [randomBytes(31).toString('hex'), /must hold at least 32 random bytes/],
+    [randomBytes(23).toString('base64'), /must hold at least 32 random bytes/],
+    ['Zq8v!Lr2#Tm6@Wp1$Xk9%Bn4^Hc7&Js3*Zq8v!Lr2#Tm6@Wp1', /must be random bytes written as hex, base64 or base64url/],
+    ['correct horse battery staple correct horse battery', /must be random bytes written as hex, base64 or base64url/],
+    ['passwordpasswordpasswordpassword12345678abcd', /does not look random/],
+    ['correcthorsebatterystaplecorrecthorsebatterystaple', /does not look random/],
+    ['abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQR', /does not look random/],
+    ['0123456789abcdef'.repeat(4), /does not look random/],
+    [Buffer.from('secret'.repeat(8)).toString('base64'), /does not look random/]
+  ]
+  for (const [secret, message] of refused) {
+    t.throws(() => loadConfig({ NODE_ENV: 'production', JWT_SECRET: secret }), message, secret)
+    try {
+      loadConfig({ NODE_ENV: 'production', JWT_SECRET: secret })
+    } catch (err) {
+      t.match((err as Error).message, /^Invalid configuration: JWT_SECRET .*openssl rand -base64 48/, 'names the variable and how to make one')
+      t.notOk((err as Error).message.includes(secret), 'without echoing it')
+    }
+  }
+  t.ok(loadConfig({ JWT_SECRET: 'test-secret-0123456789-abcdefghijklmnopqrstuvwxyz' }), 'outside production, 32 bytes of anything will do')
 })

@@ -1,0 +1,11 @@
+-- An attempt counted by attempt.lua had the right password. KEYS[1]: the username's
+-- lockout hash. ARGV: the client; the across-clients threshold.
+-- The client's run of failures ends. Across clients only this attempt is taken back: one
+-- client's success does not wipe what other clients failed.
+local key, client = KEYS[1], ARGV[1]
+if redis.call('EXISTS', key) == 0 then return 0 end
+redis.call('HDEL', key, 'c:' .. client, 'l:' .. client)
+local g = tonumber(redis.call('HGET', key, 'g') or '0')
+if g > 0 then g = redis.call('HINCRBY', key, 'g', -1) end
+if g < tonumber(ARGV[2]) then redis.call('HDEL', key, 'gl') end
+return 1
