@@ -277,3 +277,34 @@ export function holdStateRead (t: Teardown, app: FastifyInstance): { read: Promi
   t.teardown(() => { repository.readState = readState })
   return { read, release }
 }
+
+export interface Costs<T> {
+  result: T
+  /** PostgreSQL connections taken from the pool (every query takes one). */
+  pgQueries: number
+  /** Redis commands sent, and the socket writes they took (auto-pipelining batches them). */
+  redisCommands: number
+  redisWrites: number
+}
+
+/** What `fn` cost the app in PostgreSQL queries and Redis commands and round trips. */
+export async function costs<T> (app: FastifyInstance, fn: () => Promise<T>): Promise<Costs<T>> {
+  let pgQueries = 0
+  let redisCommands = 0
+  let redisWrites = 0
+  const onAcquire = () => { pgQueries++ }
+  app.db.pool.on('acquire', onAcquire)
+  const redis = app.redis
+  const send = redis.sendCommand.bind(redis)
+  redis.sendCommand = ((...args: Parameters<typeof send>) => { redisCommands++; return send(...args) }) as typeof redis.sendCommand
+  const stream = (redis as unknown as { stream: { write: (...args: unknown[]) => boolean } }).stream
+  const write = stream.write
+  stream.write = function (this: unknown, ...args: unknown[]) { redisWrites++; return write.apply(this, args) }
+  try {
+    return { result: await fn(), pgQueries, redisCommands, redisWrites }
+  } finally {
+    app.db.pool.off('acquire', onAcquire)
+    redis.sendCommand = send
+    stream.write = write
+  }
+}

@@ -6,7 +6,7 @@
 // changes nothing, 200 either way.
 import t, { type Test } from 'tap'
 import type { LightMyRequestResponse } from 'fastify'
-import { bearer, build, context, login, me, signUp, type Account } from '../helper.js'
+import { bearer, build, context, costs, login, me, signUp, type Account } from '../helper.js'
 
 const ctx = await context(t)
 const app = await build(t, ctx, { ACCESS_TOKEN_TTL: 2 })
@@ -165,25 +165,7 @@ t.test('401 with a Basic challenge for a missing or wrong client; 400 without a 
 t.test('a warm access-token introspection: one Redis round trip, no PostgreSQL', async (t) => {
   const user = await signUp(app, ctx)
   t.match((await introspect(user.access)).json(), { active: true }, 'first use fills both caches (client and token)')
-  let pgQueries = 0
-  let commands = 0
-  let writes = 0
-  const onAcquire = () => { pgQueries++ }
-  app.db.pool.on('acquire', onAcquire)
-  const redis = app.redis
-  const send = redis.sendCommand.bind(redis)
-  redis.sendCommand = ((...args: Parameters<typeof send>) => { commands++; return send(...args) }) as typeof redis.sendCommand
-  const stream = (redis as unknown as { stream: { write: (...args: unknown[]) => boolean } }).stream
-  const write = stream.write
-  stream.write = function (this: unknown, ...args: unknown[]) { writes++; return write.apply(this, args) }
-  let res: LightMyRequestResponse
-  try {
-    res = await introspect(user.access)
-  } finally {
-    app.db.pool.off('acquire', onAcquire)
-    redis.sendCommand = send
-    stream.write = write
-  }
+  const { result: res, pgQueries, redisCommands: commands, redisWrites: writes } = await costs(app, async () => await introspect(user.access))
   t.match(res.json(), { active: true, sub: user.id })
   t.strictSame({ pgQueries, commands, writes }, { pgQueries: 0, commands: 2, writes: 1 },
     'the client\'s GET and the token\'s HMGET, sent in one write')

@@ -3,7 +3,7 @@
 // 403 when ?role=admin asks more than the token has, 400 for an unknown role; never cached.
 import t, { type Test } from 'tap'
 import type { LightMyRequestResponse } from 'fastify'
-import { bearer, build, context, login, signUp } from '../helper.js'
+import { bearer, build, context, costs, login, signUp } from '../helper.js'
 
 const ctx = await context(t)
 const app = await build(t, ctx)
@@ -117,19 +117,8 @@ t.test('400 for a role that does not exist; authentication comes first', async (
 t.test('a warm check costs what GET /auth/me costs: one Redis command, no PostgreSQL', async (t) => {
   const user = await signUp(app, ctx)
   t.equal((await verify(bearer(user.access))).statusCode, 200, 'first use fills the cache')
-  let pgQueries = 0
-  let redisCommands = 0
-  const onAcquire = () => { pgQueries++ }
-  app.db.pool.on('acquire', onAcquire)
-  const client = app.redis
-  const send = client.sendCommand.bind(client)
-  client.sendCommand = ((...args: Parameters<typeof send>) => { redisCommands++; return send(...args) }) as typeof client.sendCommand
-  try {
-    t.equal((await verify(bearer(user.access))).statusCode, 200)
-  } finally {
-    app.db.pool.off('acquire', onAcquire)
-    client.sendCommand = send
-  }
+  const { result: res, pgQueries, redisCommands } = await costs(app, async () => await verify(bearer(user.access)))
+  t.equal(res.statusCode, 200)
   t.strictSame({ pgQueries, redisCommands }, { pgQueries: 0, redisCommands: 1 })
 })
 

@@ -1,4 +1,6 @@
-// tap `before` (package.json): an embedded PostgreSQL for the run when the machine has none.
+// tap `before` (package.json): the workspace packages built, then an embedded PostgreSQL for
+// the run when the machine has none.
+import './build-packages.js'
 import { mkdirSync, rmSync, writeFileSync } from 'node:fs'
 import { connect } from 'node:net'
 import { dirname } from 'node:path'

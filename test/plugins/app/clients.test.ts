@@ -4,7 +4,7 @@
 // FLUSHALL, and with Redis gone the truth in PostgreSQL decides.
 import { createHash } from 'node:crypto'
 import t from 'tap'
-import { build, context, privateRedis } from '../../helper.js'
+import { build, context, costs, privateRedis } from '../../helper.js'
 import { parseBasic, secretMatches } from '../../../plugins/app/clients/clients-service.js'
 
 // A Redis of this file's own (FLUSHALL, stop and start), and a database of its own (the
@@ -33,22 +33,6 @@ async function statusOf (work: Promise<unknown>): Promise<number> {
     return 0
   } catch (err) {
     return (err as { statusCode?: number }).statusCode ?? -1
-  }
-}
-
-async function costs<T> (fn: () => Promise<T>): Promise<{ result: T, pgQueries: number, redisCommands: number }> {
-  let pgQueries = 0
-  let redisCommands = 0
-  const onAcquire = () => { pgQueries++ }
-  app.db.pool.on('acquire', onAcquire)
-  const client = app.redis
-  const send = client.sendCommand.bind(client)
-  client.sendCommand = ((...args: Parameters<typeof send>) => { redisCommands++; return send(...args) }) as typeof client.sendCommand
-  try {
-    return { result: await fn(), pgQueries, redisCommands }
-  } finally {
-    app.db.pool.off('acquire', onAcquire)
-    client.sendCommand = send
   }
 }
 
@@ -100,16 +84,16 @@ t.test('authenticateBasic: the right secret, and nothing else', async (t) => {
 t.test('a warm check: one Redis command, no PostgreSQL query; an unknown id is cached too', async (t) => {
   const a = await newClient()
   t.ok(await clients.authenticateBasic(basic(a.clientId, a.clientSecret)), 'first use fills the cache')
-  const warm = await costs(() => clients.authenticateBasic(basic(a.clientId, a.clientSecret)))
+  const warm = await costs(app, () => clients.authenticateBasic(basic(a.clientId, a.clientSecret)))
   t.ok(warm.result)
   t.strictSame({ pgQueries: warm.pgQueries, redisCommands: warm.redisCommands }, { pgQueries: 0, redisCommands: 1 })
-  const wrong = await costs(() => clients.authenticateBasic(basic(a.clientId, 'wrong')))
+  const wrong = await costs(app, () => clients.authenticateBasic(basic(a.clientId, 'wrong')))
   t.equal(wrong.result, null)
   t.strictSame({ pgQueries: wrong.pgQueries, redisCommands: wrong.redisCommands }, { pgQueries: 0, redisCommands: 1 }, 'a wrong secret costs the same')
 
   const unknown = basic('B'.repeat(22), 'whatever')
   t.equal(await clients.authenticateBasic(unknown), null)
-  const again = await costs(() => clients.authenticateBasic(unknown))
+  const again = await costs(app, () => clients.authenticateBasic(unknown))
   t.strictSame({ pgQueries: again.pgQueries, redisCommands: again.redisCommands }, { pgQueries: 0, redisCommands: 1 })
 })
 
