@@ -392,6 +392,7 @@ t.test('every response of every route matches the document', async (t) => {
   // register: 201, 400, 409, 413, 415; 429 on the rate-limited instance
   await send('POST', '/auth/register', { payload: { username: ctx.username('reg'), password: PASSWORD, role: 'admin' } })
   await send('POST', '/auth/register', { payload: { username: 'ab', password: PASSWORD } })
+  await send('POST', '/auth/register', { payload: { username: ctx.username('weak'), password: 'password123' } }) // AUTH_WEAK_PASSWORD
   await send('POST', '/auth/register', { headers: json, payload: '{"username":' })
   await send('POST', '/auth/register', { payload: { username: alice.username.toUpperCase(), password: PASSWORD } })
   await send('POST', '/auth/register', { payload: huge })
