@@ -45,13 +45,26 @@ function modeLine (stdout: string): { msg: string } | undefined {
   return stdout.split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l)).find((l) => l.msg?.startsWith('database: '))
 }
 
+/**
+ * The start-up line that says which database mode runs. Logs reach stdout asynchronously
+ * (pino's buffered destination, flushed at least every second), so it may trail "listening".
+ */
+async function awaitModeLine (stdout: () => string): Promise<{ msg: string } | undefined> {
+  for (let i = 0; i < 50; i++) {
+    const line = modeLine(stdout())
+    if (line !== undefined) return line
+    await new Promise((resolve) => setTimeout(resolve, 100))
+  }
+  return undefined
+}
+
 let kept = ''
 
 t.test('first run: an embedded PostgreSQL, created in ./.data/', async (t) => {
   const service = runService(t, env, { cwd })
   const ms = await service.listening(base, 120_000)
   t.comment(`first run: listening ${ms} ms after the start (initdb included)`)
-  const line = modeLine(service.stdout())
+  const line = await awaitModeLine(service.stdout)
   t.match(line?.msg, new RegExp(`^database: embedded PostgreSQL in \\./\\.data/postgres on 127\\.0\\.0\\.1:(\\d+), created now \\(DATABASE_URL is not set and nothing answers at 127\\.0\\.0\\.1:${closed}\\); set DATABASE_URL to use a PostgreSQL of your own$`))
   const pgPort = Number(/on 127\.0\.0\.1:(\d+)/.exec(line?.msg ?? '')?.[1])
 
@@ -75,7 +88,7 @@ t.test('second run: the same data, and tokens that survive the restart', async (
   const service = runService(t, env, { cwd })
   const ms = await service.listening(base, 120_000)
   t.comment(`second run: listening ${ms} ms after the start`)
-  t.match(modeLine(service.stdout())?.msg, /^database: embedded PostgreSQL in \.\/\.data\/postgres on 127\.0\.0\.1:\d+ \(DATABASE_URL is not set/)
+  t.match((await awaitModeLine(service.stdout))?.msg, /^database: embedded PostgreSQL in \.\/\.data\/postgres on 127\.0\.0\.1:\d+ \(DATABASE_URL is not set/)
   t.equal((await httpCall(base, 'GET', '/auth/me', { token: kept })).status, 200, 'a token of the first run still works')
   const again = await httpCall(base, 'POST', '/auth/login', { body: { username, password: PASSWORD } })
   t.equal(again.status, 200, 'the user of the first run logs in')
