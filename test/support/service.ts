@@ -22,6 +22,8 @@ export interface Service {
   listening: (url: string, timeoutMs?: number) => Promise<number>
   /** SIGTERM, then the exit. */
   stop: () => Promise<{ code: number | null, signal: NodeJS.Signals | null }>
+  /** SIGKILL (a crash: nothing runs on the way out), then the exit. */
+  kill: () => Promise<{ code: number | null, signal: NodeJS.Signals | null }>
 }
 
 /** Starts server.ts with exactly `env` (plus PATH and HOME). Killed at teardown if still running. */
@@ -58,6 +60,10 @@ export function runService (t: Teardown, env: Record<string, string>, opts: { cw
     },
     async stop () {
       if (running()) child.kill('SIGTERM')
+      return await exited
+    },
+    async kill () {
+      if (running()) child.kill('SIGKILL')
       return await exited
     }
   }

@@ -113,12 +113,12 @@ export class ClientsService {
     private readonly redis: Redis
   ) {}
 
-  async create (name: string): Promise<ClientCredentials> {
+  async create (name: string, backchannelLogoutUri: string | null = null): Promise<ClientCredentials> {
     const clientId = randomBytes(16).toString('base64url')
     const clientSecret = randomBytes(32).toString('base64url')
     try {
       // No cache write: a new random client id has never been looked up.
-      const client = await this.repo.insert(this.db, clientId, name, hashSecret(clientSecret))
+      const client = await this.repo.insert(this.db, clientId, name, hashSecret(clientSecret), backchannelLogoutUri)
       return { ...client, clientSecret }
     } catch (err) {
       if ((err as { code?: string }).code === '23505') throw new Conflict('Client name is already taken')
@@ -138,6 +138,19 @@ export class ClientsService {
       (tx) => this.repo.setSecret(tx, id, secretHash),
       (changed) => encode({ ...changed, secretHash }))
     return { ...client, clientSecret }
+  }
+
+  /**
+   * Sets or clears where the client's logout tokens go (the cached credentials do not
+   * change); `record` audits it in the same transaction.
+   */
+  async setBackchannelLogoutUri (id: string, uri: string | null, record: (tx: PoolClient, client: Client) => Promise<void>): Promise<Client> {
+    return await this.db.transact(async (tx) => {
+      const client = await this.repo.setBackchannelLogoutUri(tx, id, uri)
+      if (client === null) throw new NotFound('Client not found')
+      await record(tx, client)
+      return client
+    })
   }
 
   /** The client's credentials are refused from the moment this returns. */
