@@ -90,7 +90,7 @@ t.test('a bad value stops start-up with one line naming the variable', async (t)
     [{ EVENTS_DISPATCH_INTERVAL_MS: '0' }, /^Invalid configuration: EVENTS_DISPATCH_INTERVAL_MS /],
     [{ EVENTS_DELIVERY_TIMEOUT_MS: 'soon' }, /^Invalid configuration: EVENTS_DELIVERY_TIMEOUT_MS /],
     [{ EVENTS_RETRY_MAX_DELAY: '-1' }, /^Invalid configuration: EVENTS_RETRY_MAX_DELAY /],
-    [{ EVENTS_MAX_AGE: '1.5' }, /^Invalid configuration: EVENTS_MAX_AGE /],
+    [{ EVENTS_MAX_AGE: 'a week' }, /^Invalid configuration: EVENTS_MAX_AGE /],
     [{ EVENTS_RETENTION: '0' }, /^Invalid configuration: EVENTS_RETENTION /]
   ]
   for (const [env, message] of cases) {
