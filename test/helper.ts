@@ -245,6 +245,43 @@ export async function privateRedis (t: Teardown): Promise<PrivateRedis> {
   return { url, port, client, stop, start }
 }
 
+/** Queries of the app's database waiting for a lock: requests queued behind rows a test holds. */
+export async function lockWaiters (server: FastifyInstance): Promise<number> {
+  const { rows } = await server.db.query(
+    "SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'")
+  return rows[0].n
+}
+
+/** Waits (5 s at most) until at least `n` queries wait for a lock; how many do. */
+export async function untilLockWaiters (server: FastifyInstance, n: number): Promise<number> {
+  let seen = await lockWaiters(server)
+  for (let i = 0; i < 500 && seen < n; i++) {
+    await sleep(10)
+    seen = await lockWaiters(server)
+  }
+  return seen
+}
+
+/**
+ * Holds the rows `sql` locks in a transaction of the test's own until release() (or the
+ * test's end): requests that need those rows queue behind it, past authentication, and
+ * a test decides what happens before they go on.
+ */
+export async function holdRows (t: Teardown, databaseUrl: string, sql: string, params: unknown[] = []): Promise<() => Promise<void>> {
+  const blocker = new pg.Client({ connectionString: databaseUrl })
+  await blocker.connect()
+  let released = false
+  const release = async () => {
+    if (released) return
+    released = true
+    await blocker.query('COMMIT').finally(() => blocker.end())
+  }
+  t.teardown(release)
+  await blocker.query('BEGIN')
+  await blocker.query(sql, params)
+  return release
+}
+
 /** One request over a real socket (for tests of listening instances), JSON in and out. */
 export async function httpCall (base: string, method: string, path: string, opts: { token?: string, body?: unknown } = {}): Promise<{ status: number, body: any }> {
   const headers: Record<string, string> = {}
