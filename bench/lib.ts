@@ -5,7 +5,6 @@ import { spawn, execFileSync, type ChildProcess } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
 import { existsSync, openSync, closeSync, readFileSync } from 'node:fs'
 import { mkdir, writeFile } from 'node:fs/promises'
-import { createServer, type AddressInfo } from 'node:net'
 import { availableParallelism } from 'node:os'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -233,16 +232,7 @@ export function sampler (pid: number, intervalMs = 200): { stop: () => Sample } 
 
 // ---------------------------------------------------------------- network
 
-export async function freePort (): Promise<number> {
-  return await new Promise((resolve, reject) => {
-    const s = createServer()
-    s.once('error', reject)
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address() as AddressInfo
-      s.close(() => resolve(port))
-    })
-  })
-}
+export { freePort } from '../lib/free-port.js'
 
 /** Polls until the server answers anything on `path` (bounded), or its process exits. */
 export async function waitForHttp (child: ChildProcess, url: string, timeoutMs = 60_000): Promise<void> {
