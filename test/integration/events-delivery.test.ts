@@ -19,7 +19,7 @@ const ctx = await context(t, { ownDatabase: true })
 const setup = await build(t, ctx, { SSF_PRIVATE_KEY, ...FAST })
 await setup.eventDispatcher?.close()
 const recv = await receiver(t, jwtVerifier((await setup.inject('/.well-known/jwks.json')).json(), 'auth-service'))
-const client = await setup.clients.create(`delivery ${ctx.tag}`, `${recv.url}/bcl`)
+const client = await setup.clients.create(`delivery ${ctx.tag}`, undefined, `${recv.url}/bcl`)
 const basic = 'Basic ' + Buffer.from(`${client.clientId}:${client.clientSecret}`).toString('base64')
 const stream = await setup.inject({
   method: 'POST', url: '/ssf/streams', headers: { authorization: basic }, payload: { delivery: { method: 'urn:ietf:rfc:8935', endpoint_url: `${recv.url}/ssf` } }

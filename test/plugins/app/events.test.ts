@@ -36,7 +36,7 @@ const verify = jwtVerifier(jwks, ISSUER)
 const recv = await receiver(t, verify)
 
 // A registered client with a back-channel logout URI, and an SSF push stream of its own.
-const client = await app.clients.create(`events ${ctx.tag}`, `${recv.url}/bcl`)
+const client = await app.clients.create(`events ${ctx.tag}`, undefined, `${recv.url}/bcl`)
 const basic = 'Basic ' + Buffer.from(`${client.clientId}:${client.clientSecret}`).toString('base64')
 const created = await app.inject({
   method: 'POST',
