@@ -44,6 +44,8 @@ export interface Receiver {
   mode: 'accept' | 'reject' | 'hang'
   /** Requests that arrived while hanging (unanswered). */
   held: number
+  /** How long to take over an event before taking it (0: at once): a slow receiver. */
+  delay: (claims: Record<string, any>) => number
   /** Closes the port (connections refused) / opens it again on the same port. */
   down: () => Promise<void>
   up: () => Promise<void>
@@ -57,6 +59,7 @@ export async function receiver (t: Teardown, verify: (token: string) => { typ: s
     received: [],
     mode: 'accept',
     held: 0,
+    delay: () => 0,
     unique () {
       const seen = new Set<string>()
       return state.received.filter((r) => {
@@ -94,8 +97,10 @@ export async function receiver (t: Teardown, verify: (token: string) => { typ: s
       const token = form ? new URLSearchParams(body).get('logout_token') ?? '' : body
       try {
         const { typ, claims } = verify(token)
-        state.received.push({ at: performance.now(), path: req.url ?? '', typ, claims, authorization: req.headers.authorization })
-        res.writeHead(form ? 200 : 202).end()
+        setTimeout(() => {
+          state.received.push({ at: performance.now(), path: req.url ?? '', typ, claims, authorization: req.headers.authorization })
+          res.writeHead(form ? 200 : 202).end()
+        }, state.delay(claims))
       } catch (err) {
         res.writeHead(400, { 'content-type': 'application/json' }).end(JSON.stringify({ err: 'invalid_key', description: (err as Error).message }))
       }

@@ -187,6 +187,9 @@ t.test('a receiver down for a while gets everything once back: each jti once aft
   const { rows: [pending] } = await db.query("SELECT count(*)::int AS n, max(attempts) AS attempts FROM security_events WHERE status = 'pending'")
   t.equal(pending.n, users.length * 4, 'all pending while the receiver is down')
   t.ok(pending.attempts >= 2, `tried again meanwhile (${pending.attempts as number} attempts)`)
+  // Back, but slow with each user's first event: a later one sent beside it would overtake it.
+  recv.delay = (claims) => claims.sid !== undefined || claims.sub_id?.session !== undefined ? 150 : 0
+  t.teardown(() => { recv.delay = () => 0 })
   await recv.up()
   await recv.waitFor(from + users.length * 4)
   for (const u of users) {
