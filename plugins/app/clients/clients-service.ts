@@ -181,8 +181,9 @@ export class ClientsService {
     if (credentials === null) return null
     const record = CLIENT_ID.test(credentials.clientId) ? await this.lookup(credentials.clientId) : null
     if (!secretMatches(record, credentials.clientSecret)) return null
-    const { secretHash: _, ...client } = record as ClientRecord
-    return client
+    // What the cache holds, whether or not it came from there (no back-channel logout URI).
+    const { id, clientId, name, createdAt } = record as ClientRecord
+    return { id, clientId, name, createdAt }
   }
 
   /** The client's record: from Redis when cached, else from PostgreSQL (and cached). */
