@@ -52,7 +52,7 @@ async function app (fastify: FastifyInstance, opts: AppOptions): Promise<void> {
   await fastify.register(fastifyFormbody, { bodyLimit: BODY_LIMIT })
   const startupTimeoutMs = config.STARTUP_TIMEOUT * 1000
   await fastify.register(dbPlugin, { databaseUrl: config.DATABASE_URL, poolSize: config.DATABASE_POOL_SIZE, startupTimeoutMs })
-  await fastify.register(redisPlugin, { url: config.REDIS_URL, keyPrefix: config.REDIS_KEY_PREFIX, startupTimeoutMs })
+  await fastify.register(redisPlugin, { url: config.withoutRedis ? undefined : config.REDIS_URL, keyPrefix: config.REDIS_KEY_PREFIX, startupTimeoutMs })
   await fastify.register(revocationPlugin, { accessTtlSeconds: config.ACCESS_TOKEN_TTL })
   await fastify.register(authPlugin, {
     secret: config.jwtKey,

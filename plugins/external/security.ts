@@ -1,6 +1,7 @@
 // Provides HTTP hardening: security headers (helmet), CORS only for the origins
 // in CORS_ORIGINS, and per-IP rate limits (@fastify/rate-limit, counted in Redis so that
-// all instances share them) for the routes that declare `config.rateLimit`.
+// all instances share them; in this process, within a cap, when it runs without Redis)
+// for the routes that declare `config.rateLimit`.
 import fp from 'fastify-plugin'
 import type { FastifyReply, FastifyRequest, HookHandlerDoneFunction } from 'fastify'
 import helmet, { type HelmetOptions } from 'helmet'
@@ -8,10 +9,18 @@ import fastifyCors from '@fastify/cors'
 import fastifyRateLimit from '@fastify/rate-limit'
 import { BadRequest, TooManyRequests } from '../../lib/errors.js'
 import { clientIp, clientKey } from '../../lib/client-ip.js'
+import { BoundedMap } from '../../lib/bounded-map.js'
 
 export interface SecurityOptions {
   corsOrigins: string[]
 }
+
+/**
+ * Without Redis, clients counted per rate-limited route (@fastify/rate-limit's in-process
+ * store, an LRU: past the cap, the client counted longest ago is forgotten), and
+ * rate-limited clients remembered for the audit's once-per-window rule.
+ */
+export const RATE_LIMIT_CLIENTS = 10_000
 
 /**
  * Every response is JSON except Swagger UI's: the headers that matter for an API
@@ -102,9 +111,19 @@ export default fp<SecurityOptions>(async function securityPlugin (fastify, opts)
     })
   }
 
+  // Whether a refused client is the first of its window (route and client key): the one
+  // whose refusal is audited.
+  const { redis } = fastify
+  const audited = new BoundedMap<string, true>(RATE_LIMIT_CLIENTS)
+  const firstInWindow = redis === null
+    ? async (key: string, windowMs: number) => audited.setIfAbsent(key, true, windowMs)
+    : async (key: string, windowMs: number) => await redis.set(`rla:${key}`, '1', 'PX', windowMs, 'NX') === 'OK'
+
   await fastify.register(fastifyRateLimit, {
     global: false,
-    redis: fastify.redis,
+    // Without Redis, each route's store is the plugin's in-process LRU, capped by the
+    // route's `cache` (routes/auth/index.ts sets it to RATE_LIMIT_CLIENTS).
+    redis: redis ?? undefined,
     nameSpace: 'rl:',
     // Redis down: let requests through (argon2 still bounds the rate) rather than lock
     // every user out; the per-username lockout fails open the same way.
@@ -117,8 +136,8 @@ export default fp<SecurityOptions>(async function securityPlugin (fastify, opts)
     onExceeded: (request, key) => {
       const route = request.routeOptions.url ?? ''
       const windowMs = Number((request.routeOptions.config as { rateLimit?: { timeWindow?: number } }).rateLimit?.timeWindow ?? 60_000)
-      fastify.redis.set(`rla:${route}:${key}`, '1', 'PX', windowMs, 'NX').then((first) => {
-        if (first === 'OK') return fastify.audit.record({ type: 'rate_limited', ip: clientIp(request), detail: { route } })
+      firstInWindow(`${route}:${key}`, windowMs).then((first) => {
+        if (first) return fastify.audit.record({ type: 'rate_limited', ip: clientIp(request), detail: { route } })
       }, () => {})
     },
     errorResponseBuilder: (_request, context) =>
