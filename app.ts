@@ -35,6 +35,8 @@ export interface AppOptions {
   config: Config
   /** Expired-session purge interval (ms); tests turn it off with 0. */
   purgeIntervalMs?: number
+  /** Clients a rate limit keeps in memory without Redis (RATE_LIMIT_CLIENTS); a test makes it small. */
+  rateLimitClients?: number
 }
 
 async function app (fastify: FastifyInstance, opts: AppOptions): Promise<void> {
@@ -78,7 +80,7 @@ async function app (fastify: FastifyInstance, opts: AppOptions): Promise<void> {
   })
   await fastify.register(clientsPlugin)
   await fastify.register(oauthPlugin, { issuer: config.JWT_ISSUER, audience: config.JWT_AUDIENCE })
-  await fastify.register(securityPlugin, { corsOrigins: config.corsOrigins })
+  await fastify.register(securityPlugin, { corsOrigins: config.corsOrigins, rateLimitClients: opts.rateLimitClients })
   await fastify.register(swaggerPlugin)
 
   if (config.ADMIN_USERNAME !== undefined && config.ADMIN_PASSWORD !== undefined) {

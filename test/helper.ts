@@ -115,10 +115,11 @@ export type Overrides = Record<string, string | number | boolean | undefined>
 
 /**
  * Builds and readies the app; closed at teardown. `withoutRedis`: as server.ts runs it when
- * nothing answers at the default Redis address (a single instance, no Redis at all).
+ * nothing answers at the default Redis address (a single instance, no Redis at all);
+ * `rateLimitClients`: the in-process rate limits' cap (AppOptions).
  */
 export async function build (t: Teardown, ctx: TestContext, overrides: Overrides = {},
-  opts: { logStream?: { write: (line: string) => void }, withoutRedis?: boolean } = {}): Promise<FastifyInstance> {
+  opts: { logStream?: { write: (line: string) => void }, withoutRedis?: boolean, rateLimitClients?: number } = {}): Promise<FastifyInstance> {
   const loaded = loadConfig({
     DATABASE_URL: ctx.databaseUrl,
     REDIS_URL: BASE_REDIS_URL,
@@ -140,7 +141,7 @@ export async function build (t: Teardown, ctx: TestContext, overrides: Overrides
   })
   const config = { ...loaded, withoutRedis: opts.withoutRedis === true }
   const server = Fastify(serverOptions(config, opts.logStream))
-  await server.register(app, { config, purgeIntervalMs: 0 })
+  await server.register(app, { config, purgeIntervalMs: 0, rateLimitClients: opts.rateLimitClients })
   t.teardown(() => server.close())
   await server.ready()
   return server

@@ -11,16 +11,18 @@ import { BadRequest, TooManyRequests } from '../../lib/errors.js'
 import { clientIp, clientKey } from '../../lib/client-ip.js'
 import { BoundedMap } from '../../lib/bounded-map.js'
 
-export interface SecurityOptions {
-  corsOrigins: string[]
-}
-
 /**
  * Without Redis, clients counted per rate-limited route (@fastify/rate-limit's in-process
  * store, an LRU: past the cap, the client counted longest ago is forgotten), and
  * rate-limited clients remembered for the audit's once-per-window rule.
  */
 export const RATE_LIMIT_CLIENTS = 10_000
+
+export interface SecurityOptions {
+  corsOrigins: string[]
+  /** RATE_LIMIT_CLIENTS unless a test wants to see the cap. */
+  rateLimitClients?: number
+}
 
 /**
  * Every response is JSON except Swagger UI's: the headers that matter for an API
@@ -87,7 +89,13 @@ function requireBody (request: FastifyRequest, _reply: FastifyReply, done: HookH
 }
 
 export default fp<SecurityOptions>(async function securityPlugin (fastify, opts) {
+  const clients = opts.rateLimitClients ?? RATE_LIMIT_CLIENTS
   fastify.addHook('onRoute', (route) => {
+    // Before @fastify/rate-limit's own onRoute hook (registered below) builds the route's
+    // store: its in-process LRU, used without Redis, holds this many clients.
+    const limit = (route.config as { rateLimit?: { cache?: number } } | undefined)?.rateLimit
+    if (typeof limit === 'object' && limit.cache === undefined) limit.cache = clients
+
     const body = route.schema?.body as { content?: unknown } | undefined
     if (body?.content === undefined) return
     const hooks = route.preValidation
@@ -114,7 +122,7 @@ export default fp<SecurityOptions>(async function securityPlugin (fastify, opts)
   // Whether a refused client is the first of its window (route and client key): the one
   // whose refusal is audited.
   const { redis } = fastify
-  const audited = new BoundedMap<string, true>(RATE_LIMIT_CLIENTS)
+  const audited = new BoundedMap<string, true>(clients)
   const firstInWindow = redis === null
     ? async (key: string, windowMs: number) => audited.setIfAbsent(key, true, windowMs)
     : async (key: string, windowMs: number) => await redis.set(`rla:${key}`, '1', 'PX', windowMs, 'NX') === 'OK'
@@ -122,7 +130,7 @@ export default fp<SecurityOptions>(async function securityPlugin (fastify, opts)
   await fastify.register(fastifyRateLimit, {
     global: false,
     // Without Redis, each route's store is the plugin's in-process LRU, capped by the
-    // route's `cache` (routes/auth/index.ts sets it to RATE_LIMIT_CLIENTS).
+    // route's `cache` (set above).
     redis: redis ?? undefined,
     nameSpace: 'rl:',
     // Redis down: let requests through (argon2 still bounds the rate) rather than lock

@@ -10,7 +10,6 @@ import {
 import { User } from '../../schemas/users.js'
 import type { ClientMeta, IssuedSession } from '../../plugins/app/sessions/sessions-service.js'
 import { auditContext } from '../../plugins/app/audit/audit-service.js'
-import { RATE_LIMIT_CLIENTS } from '../../plugins/external/security.js'
 
 // Token responses are documented with the header RFC 6749 §5.1 requires of them.
 const tokenResponse = (description: string) => ({
@@ -20,8 +19,7 @@ const tokenResponse = (description: string) => ({
 
 const routes: FastifyPluginAsyncTypebox = async function (fastify) {
   const { users, sessions, tokens, authenticate, requireRole, config } = fastify
-  // `cache` bounds the in-process store used without Redis (plugins/external/security.ts).
-  const perMinute = (max: number) => ({ rateLimit: { max, timeWindow: 60_000, cache: RATE_LIMIT_CLIENTS } })
+  const perMinute = (max: number) => ({ rateLimit: { max, timeWindow: 60_000 } })
 
   function clientMeta (request: FastifyRequest): ClientMeta {
     const ua = request.headers['user-agent']

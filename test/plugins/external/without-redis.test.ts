@@ -5,7 +5,6 @@
 // test/integration/without-redis.test.ts runs the real entry point in this mode.
 import t from 'tap'
 import { bearer, build, context, costs, login, me, PASSWORD, signUp } from '../../helper.js'
-import { RATE_LIMIT_CLIENTS } from '../../../plugins/external/security.js'
 
 const ctx = await context(t)
 const app = await build(t, ctx, { LOCKOUT_THRESHOLD: 3 }, { withoutRedis: true })
@@ -109,7 +108,8 @@ t.test('lockout in the process: parallel wrong passwords, at most LOCKOUT_THRESH
 })
 
 t.test('rate limits in the process: the limit, one audit row per window, and a cap on the clients kept', async (t) => {
-  const limited = await build(t, ctx, { LOGIN_RATE_LIMIT: 2, TRUST_PROXY: 1 }, { withoutRedis: true })
+  const cap = 50
+  const limited = await build(t, ctx, { LOGIN_RATE_LIMIT: 2, TRUST_PROXY: 1 }, { withoutRedis: true, rateLimitClients: cap })
   const user = await signUp(limited, ctx)
   const from = (ip: string) => limited.inject({
     method: 'POST', url: '/auth/login', payload: { username: user.username, password: PASSWORD }, headers: { 'x-forwarded-for': ip }
@@ -124,12 +124,18 @@ t.test('rate limits in the process: the limit, one audit row per window, and a c
   t.equal(rows[0].n, 1, 'audited once per window')
   await limited.db.query("DELETE FROM audit_events WHERE type = 'rate_limited' AND ip = $1", [ip])
 
-  // RATE_LIMIT_CLIENTS other clients later, the first one has been forgotten: the store
-  // holds at most that many (an empty body: counted, then refused before any work).
-  for (let i = 0; i < RATE_LIMIT_CLIENTS; i++) {
-    await limited.inject({ method: 'POST', url: '/auth/login', headers: { 'x-forwarded-for': `10.${40 + (i >> 16)}.${(i >> 8) & 255}.${i & 255}` } })
+  // Other clients (an empty body: counted, then refused before any work). With them the
+  // store holds `cap` clients: the limited one is still counted; `cap` more push it out.
+  let n = 0
+  const others = async (count: number) => {
+    for (let i = 0; i < count; i++, n++) {
+      await limited.inject({ method: 'POST', url: '/auth/login', headers: { 'x-forwarded-for': `10.40.${n >> 8}.${n & 255}` } })
+    }
   }
-  t.equal((await from(ip)).statusCode, 200, 'the client counted longest ago was dropped at the cap')
+  await others(cap - 2) // besides `ip` and 127.0.0.1 (signUp's login)
+  t.equal((await from(ip)).statusCode, 429, 'still limited with the store full')
+  await others(cap)
+  t.equal((await from(ip)).statusCode, 200, 'forgotten once the store had to make room for it: the cap holds')
 })
 
 t.test('client credentials and introspection read PostgreSQL; a rotated secret is refused at once', async (t) => {
