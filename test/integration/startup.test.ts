@@ -9,6 +9,10 @@ import { runService } from '../support/service.js'
 
 const SECRET_PASSWORD = 'hunter2-never-printed'
 
+// Every case starts the real entry point, which tsx compiles afresh: a dozen starts take
+// longer than the suite's per-file timeout on a loaded machine.
+t.setTimeout(300_000)
+
 function env (overrides: Record<string, string>): Record<string, string> {
   return {
     NODE_ENV: 'test',
