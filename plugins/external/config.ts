@@ -86,6 +86,11 @@ export type Config = Static<typeof EnvSchema> & {
   /** DATABASE_URL / REDIS_URL were set (or their _FILE): not the defaults. */
   databaseUrlGiven: boolean
   redisUrlGiven: boolean
+  /**
+   * No Redis at all: one instance, revocation read from PostgreSQL on every request, rate
+   * limits and lockouts kept in its memory. Only server.ts sets it (lib/local-mode.ts).
+   */
+  withoutRedis: boolean
   /** EdDSA/ES256 keys when JWT_PRIVATE_KEY is set (then JWT_SECRET is not used). */
   signingKeys?: SigningKeys
   /** What signs security events: signingKeys, or SSF_PRIVATE_KEY's; none, no events. */
@@ -305,7 +310,8 @@ export function loadConfig (env: Record<string, string | number | boolean | unde
     eventKeys,
     metrics,
     databaseUrlGiven,
-    redisUrlGiven
+    redisUrlGiven,
+    withoutRedis: false
   }
 }
 
