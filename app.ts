@@ -22,10 +22,12 @@ import usersPlugin from './plugins/app/users/index.js'
 import sessionsPlugin from './plugins/app/sessions/index.js'
 import clientsPlugin from './plugins/app/clients/index.js'
 import oauthPlugin from './plugins/app/oauth/index.js'
+import webauthnPlugin from './plugins/app/webauthn/index.js'
 import healthRoutes from './routes/health/index.js'
 import wellKnownRoutes from './routes/well-known/index.js'
 import authRoutes from './routes/auth/index.js'
 import verifyRoutes from './routes/auth/verify.js'
+import webauthnRoutes from './routes/auth/webauthn.js'
 import userRoutes from './routes/users/index.js'
 import auditRoutes from './routes/audit/index.js'
 import clientRoutes from './routes/clients/index.js'
@@ -76,6 +78,12 @@ async function app (fastify: FastifyInstance, opts: AppOptions): Promise<void> {
     refreshRateLimit: config.REFRESH_RATE_LIMIT,
     purgeIntervalMs: opts.purgeIntervalMs
   })
+  await fastify.register(webauthnPlugin, {
+    rpId: config.WEBAUTHN_RP_ID,
+    origins: config.webauthnOrigins,
+    rpName: config.JWT_ISSUER,
+    purgeIntervalMs: opts.purgeIntervalMs
+  })
   await fastify.register(clientsPlugin)
   await fastify.register(oauthPlugin, { issuer: config.JWT_ISSUER, audience: config.JWT_AUDIENCE })
   await fastify.register(securityPlugin, { corsOrigins: config.corsOrigins })
@@ -97,6 +105,7 @@ async function app (fastify: FastifyInstance, opts: AppOptions): Promise<void> {
   await fastify.register(wellKnownRoutes)
   await fastify.register(authRoutes, { prefix: '/auth' })
   await fastify.register(verifyRoutes, { prefix: '/auth' })
+  await fastify.register(webauthnRoutes, { prefix: '/auth/webauthn' })
   await fastify.register(userRoutes, { prefix: '/users' })
   await fastify.register(auditRoutes, { prefix: '/audit' })
   await fastify.register(clientRoutes, { prefix: '/clients' })

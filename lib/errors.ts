@@ -15,6 +15,8 @@ export const NotFound = createError('AUTH_NOT_FOUND', '%s', 404)
 export const Conflict = createError('AUTH_CONFLICT', '%s', 409)
 export const WeakPassword = createError('AUTH_WEAK_PASSWORD', '%s', 400)
 export const WrongPassword = createError('AUTH_WRONG_PASSWORD', 'Current password is wrong', 403)
+/** A passkey's registration was refused: its challenge, origin, relying party or attestation. */
+export const PasskeyRejected = createError('AUTH_PASSKEY_REJECTED', '%s', 400)
 export const TooManyRequests = createError('AUTH_TOO_MANY_REQUESTS', '%s', 429)
 const UnavailableError = createError('AUTH_UNAVAILABLE', 'Service temporarily unavailable, try again', 503)
 
@@ -28,7 +30,7 @@ const UnavailableError = createError('AUTH_UNAVAILABLE', 'Service temporarily un
 export const ERROR_CODES = [
   'AUTH_INVALID_TOKEN', 'AUTH_MISSING_TOKEN', 'AUTH_BAD_CREDENTIALS', 'AUTH_UNAUTHORIZED',
   'AUTH_FORBIDDEN', 'AUTH_NOT_FOUND', 'AUTH_CONFLICT', 'AUTH_TOO_MANY_REQUESTS', 'AUTH_UNAVAILABLE',
-  'AUTH_BAD_CURSOR', 'AUTH_WEAK_PASSWORD', 'AUTH_WRONG_PASSWORD', 'AUTH_INVALID_CLIENT',
+  'AUTH_BAD_CURSOR', 'AUTH_WEAK_PASSWORD', 'AUTH_WRONG_PASSWORD', 'AUTH_INVALID_CLIENT', 'AUTH_PASSKEY_REJECTED',
   'FST_ERR_VALIDATION', 'FST_ERR_CTP_INVALID_JSON_BODY', 'FST_ERR_CTP_EMPTY_JSON_BODY',
   'FST_ERR_CTP_INVALID_MEDIA_TYPE', 'FST_ERR_CTP_BODY_TOO_LARGE', 'FST_ERR_BAD_URL'
 ] as const

@@ -5,7 +5,7 @@ export const AuditType = Type.Union([
   'register', 'login', 'login_failed', 'login_locked', 'logout', 'logout_all', 'refresh_reuse',
   'role_changed', 'password_changed', 'user_disabled', 'user_enabled', 'user_deleted',
   'session_revoked', 'rate_limited', 'client_created', 'client_deleted', 'client_secret_rotated',
-  'password_change_failed', 'lockout_cleared'
+  'password_change_failed', 'lockout_cleared', 'passkey_added', 'passkey_removed', 'passkey_cloned'
 ].map((t) => Type.Literal(t)))
 export type AuditType = Static<typeof AuditType>
 

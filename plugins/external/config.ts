@@ -62,7 +62,12 @@ export const EnvSchema = Type.Object({
   ARGON2_MEMORY_COST: Type.Integer({ minimum: 8192, default: 19456, description: 'KiB' }),
   ARGON2_TIME_COST: Type.Integer({ minimum: 1, default: 2 }),
   ARGON2_PARALLELISM: Type.Integer({ minimum: 1, maximum: 16, default: 1 }),
-  AUDIT_RETENTION_DAYS: PositiveInt(365, 'audit events older than this many days are deleted')
+  AUDIT_RETENTION_DAYS: PositiveInt(365, 'audit events older than this many days are deleted'),
+  // Passkeys: the relying-party id (a domain: credentials are scoped to it and its
+  // subdomains) and the comma-separated origins a ceremony may run on; unset, the one
+  // origin of the service itself on that domain (parseWebAuthnOrigins).
+  WEBAUTHN_RP_ID: Type.String({ default: 'localhost' }),
+  WEBAUTHN_ORIGINS: Type.String({ default: '' })
 })
 
 export type Config = Static<typeof EnvSchema> & {
@@ -85,6 +90,8 @@ export type Config = Static<typeof EnvSchema> & {
   lockoutGlobalThreshold: number
   /** TRUST_PROXY as Fastify's `trustProxy` takes it: off, a hop count, or proxy addresses. */
   trustProxy: false | number | string[]
+  /** WEBAUTHN_ORIGINS, split, or its default. */
+  webauthnOrigins: string[]
 }
 
 export class ConfigError extends Error {
@@ -114,6 +121,34 @@ export function parseTrustProxy (value: string | undefined): false | number | st
     const prefixOk = bits === undefined || (/^[0-9]{1,3}$/.test(bits) && Number(bits) <= (family === 6 ? 128 : 32))
     if (!(PROXY_NAMES.has(entry) || (family !== 0 && prefixOk && extra === undefined))) {
       throw new ConfigError(`Invalid configuration: TRUST_PROXY entry ${JSON.stringify(entry)} is not a hop count, an IP address, a CIDR or one of loopback, linklocal, uniquelocal`)
+    }
+  }
+  return list
+}
+
+/**
+ * WEBAUTHN_ORIGINS: the origins (scheme, host, port) whose pages may run a passkey
+ * ceremony, each on WEBAUTHN_RP_ID or a subdomain of it (a browser refuses any other
+ * pairing), and https, but for localhost, which browsers treat as secure. Unset: the
+ * service's own origin, http://localhost:PORT for the default relying party, else
+ * https://WEBAUTHN_RP_ID.
+ */
+export function parseWebAuthnOrigins (value: string, rpId: string, port: number): string[] {
+  // A domain, as WebAuthn wants it: lower case, no scheme, port or path, not an IP address.
+  if (!/^(?=.{1,253}$)[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$/.test(rpId) || isIP(rpId) !== 0) {
+    throw new ConfigError(`Invalid configuration: WEBAUTHN_RP_ID must be a domain name such as example.com, without scheme, port or path (got ${JSON.stringify(rpId)})`)
+  }
+  const list = value.split(',').map((o) => o.trim()).filter((o) => o !== '')
+  if (list.length === 0) return [rpId === 'localhost' ? `http://localhost:${port}` : `https://${rpId}`]
+  for (const origin of list) {
+    let url: URL | null = null
+    try {
+      url = new URL(origin)
+    } catch {}
+    const host = url?.hostname ?? ''
+    const secure = url?.protocol === 'https:' || (url?.protocol === 'http:' && (host === 'localhost' || host.endsWith('.localhost')))
+    if (url === null || url.origin !== origin || !secure || !(host === rpId || host.endsWith(`.${rpId}`))) {
+      throw new ConfigError(`Invalid configuration: WEBAUTHN_ORIGINS entry ${JSON.stringify(origin)} is not an origin like https://${rpId} on WEBAUTHN_RP_ID (${rpId}) or a subdomain of it (http only for localhost)`)
     }
   }
   return list
@@ -270,11 +305,13 @@ export function loadConfig (env: Record<string, string | number | boolean | unde
   }
 
   const trustProxy = parseTrustProxy(cfg.TRUST_PROXY)
+  const webauthnOrigins = parseWebAuthnOrigins(cfg.WEBAUTHN_ORIGINS, cfg.WEBAUTHN_RP_ID, cfg.PORT)
 
   return {
     ...cfg,
     corsOrigins,
     trustProxy,
+    webauthnOrigins,
     lockoutGlobalThreshold: cfg.LOCKOUT_GLOBAL_THRESHOLD ?? 10 * cfg.LOCKOUT_THRESHOLD,
     // Outside production a missing secret gets a random per-process key rather than a
     // well-known default: a forgotten setting must never make tokens forgeable.

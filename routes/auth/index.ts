@@ -1,45 +1,18 @@
 // /auth: registration, login, refresh, the caller's identity and sessions, change-role.
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { Type } from '@sinclair/typebox'
-import type { FastifyReply, FastifyRequest } from 'fastify'
 import { bearer, errors, IdParams, ref } from '../../schemas/common.js'
 import {
   ChangePasswordBody, ChangeRoleBody, Credentials, LoginBody, Me, PasswordGrant, RefreshBody,
-  Session, TokenPair
+  Session
 } from '../../schemas/auth.js'
 import { User } from '../../schemas/users.js'
-import type { ClientMeta, IssuedSession } from '../../plugins/app/sessions/sessions-service.js'
 import { auditContext } from '../../plugins/app/audit/audit-service.js'
-
-// Token responses are documented with the header RFC 6749 §5.1 requires of them.
-const tokenResponse = (description: string) => ({
-  ...ref(TokenPair, description),
-  headers: { 'cache-control': { type: 'string', enum: ['no-store'], description: 'Token responses are never cached' } }
-})
+import { clientMeta, tokenPair, tokenResponse } from './token-response.js'
 
 const routes: FastifyPluginAsyncTypebox = async function (fastify) {
   const { users, sessions, tokens, authenticate, requireRole, config } = fastify
   const perMinute = (max: number) => ({ rateLimit: { max, timeWindow: 60_000 } })
-
-  function clientMeta (request: FastifyRequest): ClientMeta {
-    const ua = request.headers['user-agent']
-    return { ...auditContext(request), userAgent: typeof ua === 'string' ? ua.slice(0, 256) : null }
-  }
-
-  // RFC 6749 §5.1: token responses are never cached.
-  function tokenPair (reply: FastifyReply, s: IssuedSession) {
-    reply.header('cache-control', 'no-store').header('pragma', 'no-cache')
-    // The access token ends with its session when that comes sooner (SESSION_MAX_LIFETIME).
-    const iat = Math.floor(Date.now() / 1000)
-    const ttl = Math.max(1, Math.min(tokens.accessTtl, s.endsAt - iat))
-    const claims = { sub: s.userId, username: s.username, role: s.role, sid: s.sid, sca: s.sca }
-    return {
-      access_token: tokens.signAccess(claims, ttl < tokens.accessTtl ? { iat, ttl } : undefined),
-      token_type: 'Bearer' as const,
-      expires_in: ttl,
-      refresh_token: s.refreshToken
-    }
-  }
 
   fastify.post('/register', {
     config: perMinute(config.REGISTER_RATE_LIMIT),
@@ -80,7 +53,7 @@ const routes: FastifyPluginAsyncTypebox = async function (fastify) {
     }
   }, async function (request, reply) {
     const { username, password } = request.body as LoginBody
-    return tokenPair(reply, await sessions.login(username, password, clientMeta(request)))
+    return tokenPair(reply, tokens, await sessions.login(username, password, clientMeta(request)))
   })
 
   fastify.post('/refresh', {
@@ -97,7 +70,7 @@ const routes: FastifyPluginAsyncTypebox = async function (fastify) {
       }
     }
   }, async function (request, reply) {
-    return tokenPair(reply, await sessions.refresh(request.body.refresh_token, clientMeta(request)))
+    return tokenPair(reply, tokens, await sessions.refresh(request.body.refresh_token, clientMeta(request)))
   })
 
   fastify.get('/me', {

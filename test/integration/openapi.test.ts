@@ -10,6 +10,8 @@ import addFormatsModule from 'ajv-formats'
 import type { FastifyInstance, InjectOptions, LightMyRequestResponse } from 'fastify'
 import { ERROR_CODES } from '../../lib/errors.js'
 import { bearer, build, context, login, PASSWORD, privateRedis, signUp } from '../helper.js'
+import { create, get } from '../support/authenticator.js'
+import { MAX_CREDENTIALS } from '../../plugins/app/webauthn/webauthn-service.js'
 
 const addFormats = addFormatsModule.default
 
@@ -21,7 +23,9 @@ const CONTRACT = [
   'DELETE /auth/sessions/{id}', 'POST /auth/change-password', 'GET /users', 'GET /users/{id}',
   'PATCH /users/{id}', 'DELETE /users/{id}', 'DELETE /users/{id}/lockout', 'GET /audit', 'GET /health', 'GET /ready',
   'GET /auth/verify', 'POST /clients', 'GET /clients', 'DELETE /clients/{id}', 'POST /clients/{id}/secret',
-  'POST /oauth/introspect', 'POST /oauth/revoke'
+  'POST /oauth/introspect', 'POST /oauth/revoke',
+  'POST /auth/webauthn/register/options', 'POST /auth/webauthn/register/verify', 'POST /auth/webauthn/login/options',
+  'POST /auth/webauthn/login/verify', 'GET /auth/webauthn/credentials', 'DELETE /auth/webauthn/credentials/{id}'
 ]
 // Responses whose meaning is their status and headers, without a body: the gateway check.
 const HEADERS_ONLY = ['GET /auth/verify 200']
@@ -219,7 +223,9 @@ t.test('security schemes: bearer JWT, the OAuth 2.0 password grant at /auth/logi
   const signedIn = ['GET /auth/me', 'POST /auth/change-role', 'POST /auth/logout', 'POST /auth/logout-all',
     'GET /auth/sessions', 'DELETE /auth/sessions/{id}', 'POST /auth/change-password', 'GET /users',
     'GET /users/{id}', 'PATCH /users/{id}', 'DELETE /users/{id}', 'DELETE /users/{id}/lockout', 'GET /audit', 'GET /auth/verify',
-    'POST /clients', 'GET /clients', 'DELETE /clients/{id}', 'POST /clients/{id}/secret']
+    'POST /clients', 'GET /clients', 'DELETE /clients/{id}', 'POST /clients/{id}/secret',
+    'POST /auth/webauthn/register/options', 'POST /auth/webauthn/register/verify', 'GET /auth/webauthn/credentials',
+    'DELETE /auth/webauthn/credentials/{id}']
   // Registered clients (other services) authenticate with HTTP Basic.
   const byClient = ['POST /oauth/introspect']
   for (const { key, op } of operations) {
@@ -590,6 +596,54 @@ t.test('every response of every route matches the document', async (t) => {
   await send('POST', '/oauth/revoke', { payload: {} })
   await send('POST', '/oauth/revoke', { payload: { token: 'x'.repeat(20_000) } })
   await send('POST', '/oauth/revoke', { headers: text, payload: 'hello' })
+
+  // passkeys: register options 200, 400, 401, 409 (as many as allowed), 413, 415, 429;
+  // verify 201, 400 (AUTH_PASSKEY_REJECTED), 401, 409 (registered already), 413, 415, 429;
+  // sign-in options 200, 400, 401, 413, 415, 429; verify 200, 400, 401, 413, 415, 429;
+  // list 200, 401; delete 204, 400, 401, 404
+  const origin = 'http://localhost:3000'
+  const grace = await signUp(app, ctx, { label: 'grace' })
+  const asGrace = bearer(grace.access)
+  const webauthn = (path: string) => `/auth/webauthn${path}`
+  const options = (await send('POST', webauthn('/register/options'), { headers: asGrace, payload: { name: 'Laptop' } })).json()
+  const passkey = create(options, { origin })
+  await send('POST', webauthn('/register/options'), { headers: asGrace, payload: { name: 12 } })
+  await send('POST', webauthn('/register/options'), { payload: {} })
+  await send('POST', webauthn('/register/options'), { headers: asGrace, payload: { name: 'x'.repeat(20_000) } })
+  await send('POST', webauthn('/register/options'), { headers: { ...asGrace, ...text }, payload: 'hello' })
+  await send('POST', webauthn('/register/verify'), { headers: asGrace, payload: passkey.json })
+  await send('POST', webauthn('/register/verify'), { headers: asGrace, payload: create((await send('POST', webauthn('/register/options'), { headers: asGrace, payload: {} })).json(), { origin: 'https://evil.example' }).json })
+  const again = (await send('POST', webauthn('/register/options'), { headers: asGrace, payload: {} })).json()
+  const copy = { ...passkey.json, response: { ...passkey.json.response, clientDataJSON: Buffer.from(JSON.stringify({ type: 'webauthn.create', challenge: again.challenge, origin, crossOrigin: false })).toString('base64url') } }
+  await send('POST', webauthn('/register/verify'), { headers: asGrace, payload: copy })
+  await send('POST', webauthn('/register/verify'), { headers: asGrace, payload: { id: 12 } })
+  await send('POST', webauthn('/register/verify'), { payload: passkey.json })
+  await send('POST', webauthn('/register/verify'), { headers: asGrace, payload: { ...passkey.json, id: 'x'.repeat(20_000) } })
+  await send('POST', webauthn('/register/verify'), { headers: { ...asGrace, ...text }, payload: 'hello' })
+  const full = await signUp(app, ctx, { label: 'full' })
+  await app.db.query(`INSERT INTO webauthn_credentials (user_id, credential_id, public_key, backup_eligible, name)
+    SELECT $1, decode(md5(random()::text || g::text), 'hex'), '\\x00', false, 'Key' FROM generate_series(1, $2) g`, [full.id, MAX_CREDENTIALS])
+  await send('POST', webauthn('/register/options'), { headers: bearer(full.access), payload: {} })
+  const request = (await send('POST', webauthn('/login/options'), { payload: {} })).json()
+  await send('POST', webauthn('/login/options'), { payload: { mfa_token: 12 } })
+  await send('POST', webauthn('/login/options'), { payload: { mfa_token: 'not a token' } })
+  await send('POST', webauthn('/login/options'), { payload: { mfa_token: 'x'.repeat(20_000) } })
+  await send('POST', webauthn('/login/options'), { headers: text, payload: 'hello' })
+  const assertion = get(passkey.credential, request, { origin })
+  await send('POST', webauthn('/login/verify'), { payload: assertion })
+  await send('POST', webauthn('/login/verify'), { payload: assertion })
+  await send('POST', webauthn('/login/verify'), { payload: { ...assertion, type: 'password' } })
+  await send('POST', webauthn('/login/verify'), { payload: { ...assertion, id: 'x'.repeat(20_000) } })
+  await send('POST', webauthn('/login/verify'), { headers: text, payload: 'hello' })
+  const passkeys = (await send('GET', webauthn('/credentials'), { headers: asGrace })).json()
+  await send('GET', webauthn('/credentials'))
+  await send('DELETE', webauthn(`/credentials/${nobody}`), { headers: asGrace })
+  await send('DELETE', webauthn('/credentials/not-a-uuid'), { headers: asGrace })
+  await send('DELETE', webauthn(`/credentials/${passkeys[0].id}`))
+  await send('DELETE', webauthn(`/credentials/${passkeys[0].id}`), { headers: asGrace })
+  for (const path of ['/register/options', '/register/verify', '/login/options', '/login/verify']) {
+    for (let i = 0; i < 2; i++) await limited.inject({ method: 'POST', url: webauthn(path), headers: asGrace, payload: {} })
+  }
 
   // Whatever else the document lists (GET /metrics): once, signed in as admin.
   for (const { key, method, path } of operations) {

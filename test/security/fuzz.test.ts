@@ -17,7 +17,9 @@ const routes: Array<[string, string]> = [
   ['POST', '/auth/change-role'], ['POST', '/auth/logout-all'], ['GET', '/auth/sessions'],
   ['DELETE', '/auth/sessions/:id'], ['POST', '/auth/change-password'], ['GET', '/users'],
   ['GET', '/users/:id'], ['PATCH', '/users/:id'], ['DELETE', '/users/:id'], ['GET', '/audit'],
-  ['GET', '/health'], ['GET', '/ready']
+  ['GET', '/health'], ['GET', '/ready'],
+  ['POST', '/auth/webauthn/register/options'], ['POST', '/auth/webauthn/register/verify'], ['POST', '/auth/webauthn/login/options'],
+  ['POST', '/auth/webauthn/login/verify'], ['GET', '/auth/webauthn/credentials'], ['DELETE', '/auth/webauthn/credentials/:id']
 ]
 
 const hostileString = fc.oneof(
@@ -30,7 +32,9 @@ const jsonValue = fc.letrec((tie) => ({
   value: fc.oneof({ depthSize: 'small' }, hostileString, fc.integer(), fc.double(), fc.boolean(), fc.constant(null),
     fc.array(tie('value'), { maxLength: 3 }), tie('object')),
   object: fc.dictionary(fc.oneof(hostileString, fc.constantFrom('username', 'password', 'role', 'disabled', 'refresh_token',
-    'currentPassword', 'newPassword', '__proto__', 'constructor', 'prototype')), tie('value'), { maxKeys: 5 })
+    'currentPassword', 'newPassword', '__proto__', 'constructor', 'prototype', 'id', 'rawId', 'type', 'response',
+    'clientDataJSON', 'attestationObject', 'authenticatorData', 'signature', 'userHandle', 'clientExtensionResults',
+    'mfa_token', 'name')), tie('value'), { maxKeys: 5 })
 })).value
 
 const authorization = fc.oneof(
@@ -82,7 +86,16 @@ t.test('valid bodies with one field replaced by hostile input never get a 5xx', 
     ['POST', '/auth/refresh', { refresh_token: victim.refresh }, undefined],
     ['POST', '/auth/change-role', { username: victim.username, role: 'user' }, admin.access],
     ['POST', '/auth/change-password', { currentPassword: 'wrong password!', newPassword: 'another password' }, victim.access],
-    ['PATCH', `/users/${victim.id}`, { role: 'user', disabled: false }, admin.access]
+    ['PATCH', `/users/${victim.id}`, { role: 'user', disabled: false }, admin.access],
+    ['POST', '/auth/webauthn/register/options', { name: 'Laptop' }, victim.access],
+    ['POST', '/auth/webauthn/login/options', { mfa_token: 'x' }, undefined],
+    ['POST', '/auth/webauthn/login/verify', {
+      id: 'AAAA',
+      rawId: 'AAAA',
+      type: 'public-key',
+      clientExtensionResults: {},
+      response: { clientDataJSON: Buffer.from('{"challenge":"AAAA"}').toString('base64url'), authenticatorData: 'AAAA', signature: 'AAAA' }
+    }, undefined]
   ]
   const hostile = fc.oneof(hostileString, fc.string({ unit: 'binary', maxLength: 64 }), fc.integer(), fc.boolean(),
     fc.constant(null), fc.array(hostileString, { maxLength: 2 }), fc.dictionary(hostileString, hostileString, { maxKeys: 2 }))

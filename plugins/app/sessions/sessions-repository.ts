@@ -33,10 +33,12 @@ export class SessionsRepository {
 
   /**
    * Inserts a session and its first refresh token for a user that is not disabled and
-   * whose password hash is still `passwordHash` (the one the login checked), in one
+   * whose password hash is still `passwordHash` (the one the login checked; null for a
+   * sign-in without a password, a passkey's, which names the credential it used), in one
    * statement (atomic on its own, one round trip); null when there is no such user.
    */
-  async create (userId: string, passwordHash: string, meta: ClientMeta, tokenHash: Buffer, ttlSeconds: number, client: Queryable = this.db): Promise<SessionClaims | null> {
+  async create (userId: string, passwordHash: string | null, meta: ClientMeta, tokenHash: Buffer, ttlSeconds: number,
+    client: Queryable = this.db, opts: { credentialId?: string } = {}): Promise<SessionClaims | null> {
     // FOR SHARE: a concurrent role change or disable either commits before this read
     // (and we see it) or waits for our statement (and its revoked_after is later than
     // our session): no token is ever issued with a role that was already changed. The
@@ -44,17 +46,18 @@ export class SessionsRepository {
     // being changed gets no session (a fresh hash has a fresh salt, so any change shows).
     const { rows } = await client.query(
       `WITH u AS (
-         SELECT id, username, role FROM users WHERE id = $1 AND NOT disabled AND password_hash = $6 FOR SHARE
+         SELECT id, username, role FROM users
+          WHERE id = $1 AND NOT disabled AND ($6::text IS NULL OR password_hash = $6) FOR SHARE
        ), s AS (
-         INSERT INTO sessions (user_id, expires_at, ip, user_agent)
-         SELECT id, clock_timestamp() + make_interval(secs => $2), $3, $4 FROM u
+         INSERT INTO sessions (user_id, expires_at, ip, user_agent, credential_id)
+         SELECT id, clock_timestamp() + make_interval(secs => $2), $3, $4, $7 FROM u
          RETURNING id, created_at
        ), r AS (
          INSERT INTO refresh_tokens (token_hash, session_id, expires_at)
          SELECT $5, id, clock_timestamp() + make_interval(secs => $2) FROM s
        )
        SELECT s.id, ${SESSION_US} AS sca, u.username, u.role
-         FROM s, u`, [userId, ttlSeconds, meta.ip, meta.userAgent, tokenHash, passwordHash])
+         FROM s, u`, [userId, ttlSeconds, meta.ip, meta.userAgent, tokenHash, passwordHash, opts.credentialId ?? null])
     if (rows.length === 0) return null
     const r = rows[0]
     return { userId, username: r.username, role: r.role, sid: r.id, sca: Number(r.sca) }
@@ -208,6 +211,20 @@ export class SessionsRepository {
           AND s.expires_at > clock_timestamp() AND s.created_at > u.revoked_after`,
       [sid, userId])
     return rowCount !== 0
+  }
+
+  /**
+   * Sets revoked_at of every live session of the user but `keepSid` (null: every one); the
+   * ids of those it ended. For a change that must end the other sessions and keep the one
+   * that made it (enrolling or removing a second factor).
+   */
+  async revokeOthers (userId: string, keepSid: string | null, client: Queryable): Promise<string[]> {
+    const { rows } = await client.query(
+      `UPDATE sessions s SET revoked_at = clock_timestamp() FROM users u
+        WHERE s.user_id = $1 AND u.id = s.user_id AND s.id IS DISTINCT FROM $2 AND s.revoked_at IS NULL
+          AND s.expires_at > clock_timestamp() AND s.created_at > u.revoked_after
+       RETURNING s.id`, [userId, keepSid])
+    return rows.map((r) => r.id)
   }
 
   /** Sets the user's revoked_after: every session ends. The new value in µs, or null without the user. */

@@ -80,19 +80,33 @@ export class SessionService {
   /** Checks the credentials and starts a session (one PostgreSQL round trip after argon2). */
   async login (username: string, password: string, meta: ClientMeta): Promise<IssuedSession> {
     const { user, passwordHash } = await this.users.verifyLogin(username, password, meta)
-    const { token, hash } = newRefreshToken()
-    const lifetime = Math.min(this.settings.refreshTtl, this.settings.maxLifetime)
-    const endsAt = Math.floor(Date.now() / 1000) + lifetime
     // A success ends the run of failures; both round trips at once.
-    const [claims] = await Promise.all([
-      this.repository.create(user.id, passwordHash, meta, hash, lifetime),
+    const [session] = await Promise.all([
+      this.start(user.id, passwordHash, meta, this.db),
       this.lockout.succeeded(username, meta.ip)
     ])
     // Same answer as any failed login: a user disabled, or whose password changed, while
     // this login was checking the old one learns nothing more.
-    if (claims === null) throw new BadCredentials()
-    await this.audit.record({ ...meta, type: 'login', actorId: user.id, subjectId: user.id, detail: { sessionId: claims.sid } })
-    return { ...claims, refreshToken: token, endsAt }
+    if (session === null) throw new BadCredentials()
+    await this.audit.record({ ...meta, type: 'login', actorId: user.id, subjectId: user.id, detail: { sessionId: session.sid } })
+    return session
+  }
+
+  /**
+   * Starts a session for a user who signed in without a password (with a passkey, which
+   * the session remembers: deleting it ends the session), in the caller's transaction;
+   * null when the user is disabled or gone.
+   */
+  async startWith (userId: string, how: { credentialId: string }, meta: ClientMeta, client: Queryable): Promise<IssuedSession | null> {
+    return await this.start(userId, null, meta, client, how)
+  }
+
+  private async start (userId: string, passwordHash: string | null, meta: ClientMeta, client: Queryable, how: { credentialId?: string } = {}): Promise<IssuedSession | null> {
+    const { token, hash } = newRefreshToken()
+    const lifetime = Math.min(this.settings.refreshTtl, this.settings.maxLifetime)
+    const endsAt = Math.floor(Date.now() / 1000) + lifetime
+    const claims = await this.repository.create(userId, passwordHash, meta, hash, lifetime, client, how)
+    return claims === null ? null : { ...claims, refreshToken: token, endsAt }
   }
 
   /**

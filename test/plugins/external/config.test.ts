@@ -188,3 +188,19 @@ t.test('a production JWT_SECRET must be 256 bits of random material, written as 
   }
   t.ok(loadConfig({ JWT_SECRET: 'test-secret-0123456789-abcdefghijklmnopqrstuvwxyz' }), 'outside production, 32 bytes of anything will do')
 })
+
+t.test('WEBAUTHN_RP_ID and WEBAUTHN_ORIGINS: a domain, and origins on it', async (t) => {
+  t.match(loadConfig({}), { WEBAUTHN_RP_ID: 'localhost', webauthnOrigins: ['http://localhost:3000'] }, 'the service\'s own origin by default')
+  t.strictSame(loadConfig({ PORT: '8080' }).webauthnOrigins, ['http://localhost:8080'])
+  t.strictSame(loadConfig({ WEBAUTHN_RP_ID: 'example.com' }).webauthnOrigins, ['https://example.com'])
+  t.strictSame(loadConfig({ WEBAUTHN_RP_ID: 'example.com', WEBAUTHN_ORIGINS: 'https://example.com, https://login.example.com:8443' }).webauthnOrigins,
+    ['https://example.com', 'https://login.example.com:8443'])
+  t.strictSame(loadConfig({ WEBAUTHN_ORIGINS: 'http://localhost:5173,http://app.localhost:5173' }).webauthnOrigins,
+    ['http://localhost:5173', 'http://app.localhost:5173'], 'http on localhost, which browsers treat as secure')
+  for (const rpId of ['https://example.com', 'example.com:443', 'Example.com', '127.0.0.1', 'example.com/login', '-example.com', 'a..b']) {
+    t.throws(() => loadConfig({ WEBAUTHN_RP_ID: rpId }), /^Invalid configuration: WEBAUTHN_RP_ID must be a domain name such as example.com/, rpId)
+  }
+  for (const origin of ['http://example.com', 'https://evil.com', 'https://notexample.com', 'https://example.com/', 'https://example.com/login', 'example.com', 'https://example.com,nope']) {
+    t.throws(() => loadConfig({ WEBAUTHN_RP_ID: 'example.com', WEBAUTHN_ORIGINS: origin }), /^Invalid configuration: WEBAUTHN_ORIGINS entry "[^"]+" is not an origin like https:\/\/example.com on WEBAUTHN_RP_ID \(example.com\)/, origin)
+  }
+})
