@@ -7,7 +7,7 @@ import fastifyFormbody from '@fastify/formbody'
 import { errorHandler } from './lib/errors.js'
 import { BODY_LIMIT } from './lib/server-options.js'
 import { sharedSchemas } from './schemas/index.js'
-import configPlugin, { type Config } from './plugins/external/config.js'
+import configPlugin, { mfaEncryptionKey, type Config } from './plugins/external/config.js'
 import metricsPlugin from './plugins/external/metrics.js'
 import requestLoggingPlugin from './plugins/external/request-logging.js'
 import dbPlugin from './plugins/external/db.js'
@@ -19,6 +19,7 @@ import authPlugin from './plugins/app/auth.js'
 import auditPlugin from './plugins/app/audit/index.js'
 import lockoutPlugin from './plugins/app/lockout/index.js'
 import usersPlugin from './plugins/app/users/index.js'
+import mfaPlugin from './plugins/app/mfa/index.js'
 import sessionsPlugin from './plugins/app/sessions/index.js'
 import clientsPlugin from './plugins/app/clients/index.js'
 import oauthPlugin from './plugins/app/oauth/index.js'
@@ -27,6 +28,7 @@ import healthRoutes from './routes/health/index.js'
 import wellKnownRoutes from './routes/well-known/index.js'
 import authRoutes from './routes/auth/index.js'
 import verifyRoutes from './routes/auth/verify.js'
+import mfaRoutes from './routes/auth/mfa.js'
 import webauthnRoutes from './routes/auth/webauthn.js'
 import userRoutes from './routes/users/index.js'
 import auditRoutes from './routes/audit/index.js'
@@ -35,7 +37,7 @@ import oauthRoutes from './routes/oauth/index.js'
 
 export interface AppOptions {
   config: Config
-  /** Expired-session purge interval (ms); tests turn it off with 0. */
+  /** Interval of the purges (expired sessions, waiting MFA logins; ms); tests turn them off with 0. */
   purgeIntervalMs?: number
 }
 
@@ -69,6 +71,11 @@ async function app (fastify: FastifyInstance, opts: AppOptions): Promise<void> {
     memoryCost: config.ARGON2_MEMORY_COST,
     timeCost: config.ARGON2_TIME_COST,
     parallelism: config.ARGON2_PARALLELISM
+  })
+  await fastify.register(mfaPlugin, {
+    encryptionKey: mfaEncryptionKey(config),
+    issuer: config.JWT_ISSUER,
+    purgeIntervalMs: opts.purgeIntervalMs
   })
   await fastify.register(sessionsPlugin, {
     refreshTtl: config.REFRESH_TOKEN_TTL,
@@ -105,6 +112,7 @@ async function app (fastify: FastifyInstance, opts: AppOptions): Promise<void> {
   await fastify.register(wellKnownRoutes)
   await fastify.register(authRoutes, { prefix: '/auth' })
   await fastify.register(verifyRoutes, { prefix: '/auth' })
+  await fastify.register(mfaRoutes, { prefix: '/auth/mfa' })
   await fastify.register(webauthnRoutes, { prefix: '/auth/webauthn' })
   await fastify.register(userRoutes, { prefix: '/users' })
   await fastify.register(auditRoutes, { prefix: '/audit' })

@@ -9,7 +9,8 @@ import { healthSchemas } from './health.js'
 import { wellKnownSchemas } from './well-known.js'
 import { clientSchemas } from './clients.js'
 import { oauthSchemas } from './oauth.js'
+import { mfaSchemas } from './mfa.js'
 import { webauthnSchemas } from './webauthn.js'
 
 export const sharedSchemas: TSchema[] = [...commonSchemas, ...userSchemas, ...authSchemas, ...auditSchemas,
-  ...healthSchemas, ...wellKnownSchemas, ...clientSchemas, ...oauthSchemas, ...webauthnSchemas]
+  ...healthSchemas, ...wellKnownSchemas, ...clientSchemas, ...oauthSchemas, ...mfaSchemas, ...webauthnSchemas]

@@ -7,6 +7,7 @@ import { Type, type Static, type TSchema } from '@sinclair/typebox'
 import { Value } from '@sinclair/typebox/value'
 import { loadSigningKeys, type SigningKeys } from '../../lib/keys.js'
 import { passwordProblem } from '../../lib/password-policy.js'
+import { deriveKey, KEY_BYTES } from '../../lib/secret-box.js'
 
 const PositiveInt = (def: number, description: string) =>
   Type.Integer({ minimum: 1, default: def, description })
@@ -63,6 +64,8 @@ export const EnvSchema = Type.Object({
   ARGON2_TIME_COST: Type.Integer({ minimum: 1, default: 2 }),
   ARGON2_PARALLELISM: Type.Integer({ minimum: 1, maximum: 16, default: 1 }),
   AUDIT_RETENTION_DAYS: PositiveInt(365, 'audit events older than this many days are deleted'),
+  // 32 random bytes, base64: encrypts second-factor secrets at rest (lib/secret-box.ts).
+  MFA_ENCRYPTION_KEY: Type.Optional(Type.String()),
   // Passkeys: the relying-party id (a domain: credentials are scoped to it and its
   // subdomains) and the comma-separated origins a ceremony may run on; unset, the one
   // origin of the service itself on that domain (parseWebAuthnOrigins).
@@ -90,6 +93,8 @@ export type Config = Static<typeof EnvSchema> & {
   lockoutGlobalThreshold: number
   /** TRUST_PROXY as Fastify's `trustProxy` takes it: off, a hop count, or proxy addresses. */
   trustProxy: false | number | string[]
+  /** MFA_ENCRYPTION_KEY, decoded; unset outside production: derived (mfaEncryptionKey()). */
+  mfaKey?: Buffer
   /** WEBAUTHN_ORIGINS, split, or its default. */
   webauthnOrigins: string[]
 }
@@ -232,7 +237,7 @@ export function loadConfig (env: Record<string, string | number | boolean | unde
   const first = Value.Errors(EnvSchema, converted).First()
   if (first) {
     const name = first.path.replace(/^\//, '') || 'environment'
-    const shown = ['JWT_SECRET', 'JWT_PRIVATE_KEY', 'ADMIN_PASSWORD'].includes(name) ? '' : ` (got ${JSON.stringify(raw[name])})`
+    const shown = ['JWT_SECRET', 'JWT_PRIVATE_KEY', 'ADMIN_PASSWORD', 'MFA_ENCRYPTION_KEY'].includes(name) ? '' : ` (got ${JSON.stringify(raw[name])})`
     throw new ConfigError(`Invalid configuration: ${name} ${problem(first.schema, first.message)}${shown}`)
   }
   const cfg = converted as Static<typeof EnvSchema>
@@ -289,6 +294,11 @@ export function loadConfig (env: Record<string, string | number | boolean | unde
     if (problem !== null) throw new ConfigError(`Invalid configuration: ADMIN_PASSWORD: ${problem}`)
   }
 
+  const mfaKey = cfg.MFA_ENCRYPTION_KEY === undefined ? undefined : parseMfaKey(cfg.MFA_ENCRYPTION_KEY)
+  if (production && mfaKey === undefined) {
+    throw new ConfigError('Invalid configuration: MFA_ENCRYPTION_KEY is required when NODE_ENV=production (generate one with `openssl rand -base64 32`)')
+  }
+
   let metrics: Config['metrics'] = 'api'
   if (cfg.METRICS_PORT === 'off' || cfg.METRICS_PORT === '0') metrics = 'off'
   else if (cfg.METRICS_PORT !== undefined) {
@@ -320,8 +330,29 @@ export function loadConfig (env: Record<string, string | number | boolean | unde
     signingKeys,
     metrics,
     databaseUrlGiven,
-    redisUrlGiven
+    redisUrlGiven,
+    mfaKey
   }
+}
+
+/** MFA_ENCRYPTION_KEY: exactly 32 bytes, base64 (or base64url). */
+function parseMfaKey (value: string): Buffer {
+  const text = value.trim()
+  const key = /^[A-Za-z0-9+/]+={0,2}$|^[A-Za-z0-9_-]+$/.test(text) ? Buffer.from(text, text.includes('-') || text.includes('_') ? 'base64url' : 'base64') : null
+  if (key === null || key.length !== KEY_BYTES) {
+    throw new ConfigError(`Invalid configuration: MFA_ENCRYPTION_KEY must be ${KEY_BYTES} bytes written as base64 (generate one with \`openssl rand -base64 32\`)`)
+  }
+  return key
+}
+
+/**
+ * The key second-factor secrets are encrypted with: MFA_ENCRYPTION_KEY, or (outside
+ * production, where it is required) one derived from the signing key in use, which in
+ * development is kept across restarts (lib/local-mode.ts). Called once the signing key is
+ * final, after developmentKey() may have replaced it.
+ */
+export function mfaEncryptionKey (config: Config): Buffer {
+  return config.mfaKey ?? deriveKey(config.signingKeys?.privatePem ?? config.jwtKey, 'mfa-encryption-key')
 }
 
 declare module 'fastify' {
@@ -336,5 +367,11 @@ export default fp<{ config: Config }>(async function configPlugin (fastify, opts
     fastify.log.info(`JWT_SECRET is not set: signing with the development key kept in ${opts.config.jwtKeyFile} (tokens survive a restart)`)
   } else if (opts.config.jwtKeyGenerated) {
     fastify.log.warn('JWT_SECRET is not set: using a random per-process key; tokens will not survive a restart or work across instances')
+  }
+  if (opts.config.mfaKey === undefined) {
+    // Loud when the derived key will not outlive the process: enrolled second factors would not either.
+    const line = 'MFA_ENCRYPTION_KEY is not set: second-factor secrets are encrypted with a key derived from the signing key'
+    if (opts.config.jwtKeyGenerated && opts.config.jwtKeyFile === undefined) fastify.log.warn(`${line}, which is per-process: enrolled TOTP secrets will not survive a restart`)
+    else fastify.log.info(line)
   }
 }, { name: 'config' })

@@ -12,7 +12,7 @@ import {
 } from '../../schemas/webauthn.js'
 import { auditContext } from '../../plugins/app/audit/audit-service.js'
 import type { Caller } from '../../plugins/app/webauthn/webauthn-service.js'
-import { clientMeta, tokenPair, tokenResponse } from './token-response.js'
+import { clientMeta, tokenPair, tokenResponse } from './token-pair.js'
 
 function caller (request: FastifyRequest): Caller {
   return { userId: request.user.sub, username: request.user.preferred_username, sessionId: request.user.sid }

@@ -97,11 +97,11 @@ t.test('second run: the same data, and tokens that survive the restart', async (
 })
 
 t.test('NODE_ENV=production never falls back: it needs DATABASE_URL and REDIS_URL', async (t) => {
-  const service = runService(t, { ...env, NODE_ENV: 'production', JWT_SECRET: 'q2n3W8k+f1Zc0yR7uD9pLx4bT6mH5sJvA2eG8iKoNw1QzXc3VbUy7tRe4WsPqLm0' }, { cwd })
+  const service = runService(t, { ...env, NODE_ENV: 'production', JWT_SECRET: 'q2n3W8k+f1Zc0yR7uD9pLx4bT6mH5sJvA2eG8iKoNw1QzXc3VbUy7tRe4WsPqLm0', MFA_ENCRYPTION_KEY: 'm3Qb7Zp1xV9cR2tL8wN5yK4hJ6dF0sGaE1uI3oP7qT0=' }, { cwd })
   t.equal((await service.exited).code, 1)
   t.equal(service.stderr(), 'Invalid configuration: DATABASE_URL is required when NODE_ENV=production (no default, no embedded fallback)\n')
 
-  const noRedis = runService(t, { ...env, NODE_ENV: 'production', JWT_SECRET: 'q2n3W8k+f1Zc0yR7uD9pLx4bT6mH5sJvA2eG8iKoNw1QzXc3VbUy7tRe4WsPqLm0', DATABASE_URL: 'postgres://postgres@127.0.0.1:5432/auth', REDIS_URL: '' }, { cwd })
+  const noRedis = runService(t, { ...env, NODE_ENV: 'production', JWT_SECRET: 'q2n3W8k+f1Zc0yR7uD9pLx4bT6mH5sJvA2eG8iKoNw1QzXc3VbUy7tRe4WsPqLm0', MFA_ENCRYPTION_KEY: 'm3Qb7Zp1xV9cR2tL8wN5yK4hJ6dF0sGaE1uI3oP7qT0=', DATABASE_URL: 'postgres://postgres@127.0.0.1:5432/auth', REDIS_URL: '' }, { cwd })
   t.equal((await noRedis.exited).code, 1)
   t.equal(noRedis.stderr(), 'Invalid configuration: REDIS_URL is required when NODE_ENV=production (no default, no embedded fallback)\n')
 })

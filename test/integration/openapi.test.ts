@@ -9,6 +9,7 @@ import { Ajv, type ValidateFunction } from 'ajv'
 import addFormatsModule from 'ajv-formats'
 import type { FastifyInstance, InjectOptions, LightMyRequestResponse } from 'fastify'
 import { ERROR_CODES } from '../../lib/errors.js'
+import { base32Decode, hotp, totpStep } from '../../lib/totp.js'
 import { bearer, build, context, login, PASSWORD, privateRedis, signUp } from '../helper.js'
 import { create, get } from '../support/authenticator.js'
 import { MAX_CREDENTIALS } from '../../plugins/app/webauthn/webauthn-service.js'
@@ -24,6 +25,8 @@ const CONTRACT = [
   'PATCH /users/{id}', 'DELETE /users/{id}', 'DELETE /users/{id}/lockout', 'GET /audit', 'GET /health', 'GET /ready',
   'GET /auth/verify', 'POST /clients', 'GET /clients', 'DELETE /clients/{id}', 'POST /clients/{id}/secret',
   'POST /oauth/introspect', 'POST /oauth/revoke',
+  'POST /auth/mfa/totp', 'POST /auth/mfa/totp/confirm', 'DELETE /auth/mfa/totp', 'POST /auth/mfa/recovery-codes',
+  'POST /auth/mfa/verify', 'DELETE /users/{id}/mfa',
   'POST /auth/webauthn/register/options', 'POST /auth/webauthn/register/verify', 'POST /auth/webauthn/login/options',
   'POST /auth/webauthn/login/verify', 'GET /auth/webauthn/credentials', 'DELETE /auth/webauthn/credentials/{id}'
 ]
@@ -224,6 +227,7 @@ t.test('security schemes: bearer JWT, the OAuth 2.0 password grant at /auth/logi
     'GET /auth/sessions', 'DELETE /auth/sessions/{id}', 'POST /auth/change-password', 'GET /users',
     'GET /users/{id}', 'PATCH /users/{id}', 'DELETE /users/{id}', 'DELETE /users/{id}/lockout', 'GET /audit', 'GET /auth/verify',
     'POST /clients', 'GET /clients', 'DELETE /clients/{id}', 'POST /clients/{id}/secret',
+    'POST /auth/mfa/totp', 'POST /auth/mfa/totp/confirm', 'DELETE /auth/mfa/totp', 'POST /auth/mfa/recovery-codes', 'DELETE /users/{id}/mfa',
     'POST /auth/webauthn/register/options', 'POST /auth/webauthn/register/verify', 'GET /auth/webauthn/credentials',
     'DELETE /auth/webauthn/credentials/{id}']
   // Registered clients (other services) authenticate with HTTP Basic.
@@ -596,6 +600,76 @@ t.test('every response of every route matches the document', async (t) => {
   await send('POST', '/oauth/revoke', { payload: {} })
   await send('POST', '/oauth/revoke', { payload: { token: 'x'.repeat(20_000) } })
   await send('POST', '/oauth/revoke', { headers: text, payload: 'hello' })
+
+  // second factors, on a clock of the test's own (a code is accepted once: each step is
+  // used once). Enrol: 200, 401, 409; confirm: 200, 400 (a wrong code too), 401, 404, 409,
+  // 413, 415; login: 403 (JSON and the form); verify: 200, 400, 401, 413, 415, 429;
+  // /auth/verify?amr=otp: 403
+  let clock = 1_800_000_000_000
+  app.mfa.now = () => clock
+  limited.mfa.now = () => clock
+  const totp = (secret: Buffer) => { clock += 30_000; return hotp(secret, totpStep(clock)) }
+  const kim = await signUp(app, ctx, { label: 'kim' })
+  const asKim = bearer(kim.access)
+  await send('POST', '/auth/mfa/totp/confirm', { headers: asKim, payload: { code: '123456' } })
+  const kimSecret = base32Decode((await send('POST', '/auth/mfa/totp', { headers: asKim })).json().secret)
+  await send('POST', '/auth/mfa/totp')
+  await send('POST', '/auth/mfa/totp/confirm', { headers: asKim, payload: { code: 'abc' } })
+  await send('POST', '/auth/mfa/totp/confirm', { headers: asKim, payload: { code: hotp(kimSecret, totpStep(clock) + 5) } })
+  await send('POST', '/auth/mfa/totp/confirm', { headers: asKim, payload: { code: 'x'.repeat(20_000) } })
+  await send('POST', '/auth/mfa/totp/confirm', { headers: { ...asKim, ...text }, payload: 'hello' })
+  await send('POST', '/auth/mfa/totp/confirm', { payload: { code: '123456' } })
+  await send('POST', '/auth/mfa/totp/confirm', { headers: asKim, payload: { code: totp(kimSecret) } })
+  await send('POST', '/auth/mfa/totp/confirm', { headers: asKim, payload: { code: totp(kimSecret) } })
+  await send('POST', '/auth/mfa/totp', { headers: asKim })
+  // (This app locks a client out after 3 failures: the password step, a wrong code and the
+  // right one make 3, and the right one ends the run.)
+  const kimLogin = await send('POST', '/auth/login', { payload: { username: kim.username, password: PASSWORD } })
+  const kimToken = kimLogin.json().mfa_token
+  await send('POST', '/auth/mfa/verify', { payload: { mfa_token: kimToken, code: '12345x' } })
+  await send('POST', '/auth/mfa/verify', { payload: { mfa_token: kimToken } })
+  await send('POST', '/auth/mfa/verify', { payload: { mfa_token: 'x'.repeat(20_000), code: '123456' } })
+  await send('POST', '/auth/mfa/verify', { headers: text, payload: 'hello' })
+  await send('POST', '/auth/mfa/verify', { payload: { mfa_token: kimToken, code: hotp(kimSecret, totpStep(clock) + 5) } })
+  const kimSignedIn = (await send('POST', '/auth/mfa/verify', { payload: { mfa_token: kimToken, code: totp(kimSecret) } })).json()
+  for (let i = 0; i < 2; i++) {
+    await limited.inject({ method: 'POST', url: '/auth/mfa/verify', payload: { mfa_token: kimToken, code: '123456' } })
+  }
+  await send('POST', '/auth/login', {
+    headers: { 'content-type': 'application/x-www-form-urlencoded' },
+    payload: `grant_type=password&username=${kim.username}&password=${encodeURIComponent(PASSWORD)}`
+  })
+  await send('GET', '/auth/verify?amr=otp', { headers: asKim })
+  await send('GET', '/auth/verify?amr=otp', { headers: bearer(kimSignedIn.access_token) })
+  // recovery codes: 200, 400, 401, 403, 409, 413, 415, 429; remove: 204, 400, 401, 403, 404, 413, 415, 429
+  const asKimMfa = bearer(kimSignedIn.access_token)
+  await send('POST', '/auth/mfa/recovery-codes', { headers: asKimMfa, payload: { password: PASSWORD } })
+  await send('POST', '/auth/mfa/recovery-codes', { headers: asKimMfa, payload: { password: 'wrong password' } })
+  await send('POST', '/auth/mfa/recovery-codes', { headers: asKimMfa, payload: { password: 12345678 } })
+  await send('POST', '/auth/mfa/recovery-codes', { headers: asKimMfa, payload: { password: 'x'.repeat(20_000) } })
+  await send('POST', '/auth/mfa/recovery-codes', { headers: { ...asKimMfa, ...text }, payload: 'hello' })
+  await send('POST', '/auth/mfa/recovery-codes', { payload: { password: PASSWORD } })
+  await send('DELETE', '/auth/mfa/totp', { headers: asKimMfa, payload: { password: 'wrong password' } })
+  await send('DELETE', '/auth/mfa/totp', { headers: asKimMfa, payload: {} })
+  await send('DELETE', '/auth/mfa/totp', { headers: asKimMfa, payload: { password: 'x'.repeat(20_000) } })
+  await send('DELETE', '/auth/mfa/totp', { headers: { ...asKimMfa, ...text }, payload: 'hello' })
+  await send('DELETE', '/auth/mfa/totp', { payload: { password: PASSWORD } })
+  for (let i = 0; i < 2; i++) {
+    await limited.inject({ method: 'POST', url: '/auth/mfa/recovery-codes', headers: asKimMfa, payload: { password: 'wrong password' } })
+    await limited.inject({ method: 'DELETE', url: '/auth/mfa/totp', headers: asKimMfa, payload: { password: 'wrong password' } })
+  }
+  await send('DELETE', '/auth/mfa/totp', { headers: asKimMfa, payload: { password: PASSWORD } })
+  await send('DELETE', '/auth/mfa/totp', { headers: asKimMfa, payload: { password: PASSWORD } })
+  await send('POST', '/auth/mfa/recovery-codes', { headers: asKimMfa, payload: { password: PASSWORD } })
+  // admin removal: 204, 400, 401, 403, 404
+  const lee = await signUp(app, ctx, { label: 'lee' })
+  const leeSecret = base32Decode((await send('POST', '/auth/mfa/totp', { headers: bearer(lee.access) })).json().secret)
+  await send('POST', '/auth/mfa/totp/confirm', { headers: bearer(lee.access), payload: { code: totp(leeSecret) } })
+  await send('DELETE', `/users/${lee.id}/mfa`, { headers: asKimMfa })
+  await send('DELETE', `/users/${lee.id}/mfa`)
+  await send('DELETE', '/users/not-a-uuid/mfa', { headers: asAdmin })
+  await send('DELETE', `/users/${lee.id}/mfa`, { headers: asAdmin })
+  await send('DELETE', `/users/${lee.id}/mfa`, { headers: asAdmin })
 
   // passkeys: register options 200, 400, 401, 409 (as many as allowed), 413, 415, 429;
   // verify 201, 400 (AUTH_PASSKEY_REJECTED), 401, 409 (registered already), 413, 415, 429;

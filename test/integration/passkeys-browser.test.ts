@@ -122,7 +122,17 @@ t.test('register a passkey in Chromium and sign in with it: the token works at /
   t.equal(signedIn.status, 200, `signed in (${String(signedIn.body.message ?? 'ok')})`)
   t.match(signedIn.body, { access_token: String, token_type: 'Bearer', refresh_token: String })
   t.strictSame(signedIn.me, { status: 200, body: { id: userId, username, role: 'user' } }, 'the new token works at /auth/me')
-  t.match(claims(signedIn.body.access_token), { sub: userId, sid: String })
+  // A key of the virtual authenticator never leaves it (not backup eligible): hardware-bound.
+  t.match(claims(signedIn.body.access_token), { sub: userId, sid: String, amr: ['hwk'] })
   const { credentials: after } = await devtools.send('WebAuthn.getCredentials', { authenticatorId })
   t.ok(after[0].signCount >= 1, 'the authenticator counted the signature')
+
+  // The passkey is now the second factor of a password login.
+  const password = await httpCall(api, 'POST', '/auth/login', { body: { username, password: PASSWORD } })
+  t.equal(password.status, 403)
+  t.match(password.body, { code: 'AUTH_MFA_REQUIRED', methods: ['webauthn'] })
+  const second = await page.evaluate(async ([mfaToken]) => await (window as any).signInWithPasskey({ mfa_token: mfaToken }), [password.body.mfa_token])
+  t.equal(second.status, 200, `second factor (${String(second.body.message ?? 'ok')})`)
+  t.strictSame(claims(second.body.access_token).amr, ['pwd', 'hwk'])
+  t.equal(second.me.status, 200)
 })

@@ -139,7 +139,7 @@ t.test('GET /users', async (t) => {
     const body = res.json()
     t.strictSame(Object.keys(body).sort(), ['items', 'nextCursor'])
     for (const u of body.items) {
-      t.strictSame(Object.keys(u).sort(), ['createdAt', 'disabled', 'id', 'role', 'username'])
+      t.strictSame(Object.keys(u).sort(), ['createdAt', 'disabled', 'id', 'mfaEnabled', 'role', 'username'])
     }
     t.match(body.items.find((u: { id: string }) => u.id === root.id),
       { id: root.id, username: root.username, role: 'admin', disabled: false, createdAt: String })

@@ -4,7 +4,7 @@
 // challenge of someone else's, a write whose session ended while it ran.
 import t from 'tap'
 import type { FastifyInstance } from 'fastify'
-import { bearer, build, context, login, me, signUp, type Account } from '../helper.js'
+import { bearer, build, context, login, me, PASSWORD, signUp, type Account } from '../helper.js'
 import { create, get, type SoftCredential } from '../support/authenticator.js'
 import { CHALLENGE_TTL_S, MAX_CREDENTIALS } from '../../plugins/app/webauthn/webauthn-service.js'
 
@@ -273,29 +273,32 @@ t.test('delete: only one\'s own; its sessions and the user\'s other sessions end
   const user = await signUp(app, ctx)
   const bob = await signUp(app, ctx)
   const credential = await register(user)
+  const other = await register(user)
   const byPasskey = (await passkeySignIn(credential)).json().access_token as string
-  const byPassword = await login(app, user.username)
-  const id = (await app.inject({ method: 'GET', url: '/auth/webauthn/credentials', headers: bearer(user.access) })).json()[0].id
+  const byOther = (await passkeySignIn(other)).json().access_token as string
+  const list = (await app.inject({ method: 'GET', url: '/auth/webauthn/credentials', headers: bearer(user.access) })).json()
+  t.equal(list.length, 2)
+  const id = list[0].id
   const del = (access: string, which = id) => app.inject({ method: 'DELETE', url: `/auth/webauthn/credentials/${which}`, headers: bearer(access) })
   t.equal((await del(bob.access)).statusCode, 404, 'someone else\'s: not found')
   t.equal((await del(user.access, '00000000-0000-4000-8000-000000000000')).statusCode, 404)
   t.equal((await del(user.access, 'nope')).statusCode, 400)
-  t.equal(await credentialCount(user.id), 1)
+  t.equal(await credentialCount(user.id), 2)
   t.equal((await del(user.access)).statusCode, 204)
-  t.equal(await credentialCount(user.id), 0)
+  t.equal(await credentialCount(user.id), 1)
   t.equal((await me(app, byPasskey)).statusCode, 401, 'the session the passkey started ended')
-  t.equal((await me(app, byPassword.access)).statusCode, 401, 'the other sessions ended')
+  t.equal((await me(app, byOther)).statusCode, 401, 'the other sessions ended')
   t.equal((await me(app, user.access)).statusCode, 200, 'the caller\'s goes on')
   t.equal((await del(user.access)).statusCode, 404, 'gone')
   t.equal((await passkeySignIn(credential)).statusCode, 401)
-  t.strictSame(await auditTypes(user.id), ['register', 'login', 'passkey_added', 'login', 'login', 'passkey_removed'])
+  t.strictSame((await auditTypes(user.id)).filter((type) => type.startsWith('passkey_')), ['passkey_added', 'passkey_added', 'passkey_removed'])
 
   // Deleting the passkey that signed in the caller's own session ends it too.
-  const second = await register(user)
-  const own = (await passkeySignIn(second)).json().access_token as string
-  const secondId = (await app.inject({ method: 'GET', url: '/auth/webauthn/credentials', headers: bearer(own) })).json()[0].id
-  t.equal((await del(own, secondId)).statusCode, 204)
+  const own = (await passkeySignIn(other)).json().access_token as string
+  const otherId = (await app.inject({ method: 'GET', url: '/auth/webauthn/credentials', headers: bearer(own) })).json()[0].id
+  t.equal((await del(own, otherId)).statusCode, 204)
   t.equal((await me(app, own)).statusCode, 401)
+  t.equal((await me(app, user.access)).statusCode, 401, 'and, from that session, the user\'s others')
 })
 
 t.test('a sign-in racing the deletion of its passkey: either it fails or its session ends', async (t) => {
@@ -343,4 +346,93 @@ t.test('the relying party comes from the configuration', async (t) => {
   const res = await local.inject({ method: 'POST', url: '/auth/webauthn/register/options', headers: bearer(user.access), payload: {} })
   t.match(res.json(), { rp: { id: 'localhost' } })
   t.strictSame(local.config.webauthnOrigins, ['http://localhost:4321'])
+})
+
+function passwordLogin (username: string) {
+  return app.inject({ method: 'POST', url: '/auth/login', payload: { username, password: PASSWORD } })
+}
+
+t.test('a passkey is a second factor: the password alone asks for it, and it completes the login', async (t) => {
+  const user = await signUp(app, ctx)
+  const credential = await register(user)
+  const first = await passwordLogin(user.username)
+  t.equal(first.statusCode, 403)
+  t.match(first.json(), { code: 'AUTH_MFA_REQUIRED', mfa_token: String })
+  t.strictSame(first.json().methods, ['webauthn'])
+  const mfaToken = first.json().mfa_token
+  const options = await signInOptions({ mfa_token: mfaToken })
+  t.match(options, { allowCredentials: [{ id: credential.id.toString('base64url'), type: 'public-key' }], userVerification: 'preferred' })
+  // Presence is enough after a password: a security key without a PIN serves as the second factor.
+  const res = await post('/login/verify', get(credential, options, { origin: ORIGIN, verified: false }))
+  t.equal(res.statusCode, 200)
+  const tokens = res.json()
+  t.strictSame(claims(tokens.access_token).amr, ['pwd', 'hwk'])
+  t.match((await me(app, tokens.access_token)).json(), { id: user.id })
+  const { rows } = await app.db.query('SELECT s.credential_id, c.user_id FROM sessions s JOIN webauthn_credentials c ON c.id = s.credential_id WHERE s.id = $1', [claims(tokens.access_token).sid])
+  t.equal(rows[0].user_id, user.id, 'the session remembers the passkey')
+  // The mfa_token served one login.
+  t.equal((await post('/login/options', { mfa_token: mfaToken })).statusCode, 401)
+  t.equal((await post('/login/verify', get(credential, options, { origin: ORIGIN }))).statusCode, 401)
+  // A refreshed token keeps the login's amr.
+  const refreshed = await app.inject({ method: 'POST', url: '/auth/refresh', payload: { refresh_token: tokens.refresh_token } })
+  t.strictSame(claims(refreshed.json().access_token).amr, ['pwd', 'hwk'])
+})
+
+t.test('a synced passkey (backup eligible) is "swk"; a device-bound one "hwk"', async (t) => {
+  const user = await signUp(app, ctx)
+  const synced = await register(user, { backupEligible: true })
+  const signedIn = await passkeySignIn(synced)
+  t.strictSame(claims(signedIn.json().access_token).amr, ['swk'])
+  const bound = await register(user)
+  t.strictSame(claims((await passkeySignIn(bound)).json().access_token).amr, ['hwk'])
+})
+
+t.test('only the login\'s own user\'s passkey completes it; a user without one gets no options', async (t) => {
+  const alice = await signUp(app, ctx)
+  const bob = await signUp(app, ctx)
+  const alices = await register(alice)
+  await register(bob)
+  const token = (await passwordLogin(bob.username)).json().mfa_token
+  const options = await signInOptions({ mfa_token: token })
+  t.equal((await post('/login/verify', get(alices, options, { origin: ORIGIN }))).statusCode, 401, 'Alice\'s passkey over Bob\'s login')
+  t.equal(await credentialCount(alice.id), 1)
+  const carol = await signUp(app, ctx)
+  t.equal((await passwordLogin(carol.username)).statusCode, 200, 'no second factor: the password signs in')
+})
+
+t.test('deleting the last passkey: the password alone signs in again', async (t) => {
+  const user = await signUp(app, ctx)
+  await register(user)
+  t.equal((await passwordLogin(user.username)).statusCode, 403)
+  const id = (await app.inject({ method: 'GET', url: '/auth/webauthn/credentials', headers: bearer(user.access) })).json()[0].id
+  t.equal((await app.inject({ method: 'DELETE', url: `/auth/webauthn/credentials/${id}`, headers: bearer(user.access) })).statusCode, 204)
+  t.equal((await passwordLogin(user.username)).statusCode, 200)
+})
+
+t.test('a cloned key as a second factor: refused, deleted, its sessions ended', async (t) => {
+  const user = await signUp(app, ctx)
+  const credential = await register(user, { counter: 10 })
+  const clone: SoftCredential = { ...credential }
+  const token = () => passwordLogin(user.username).then((res) => res.json().mfa_token as string)
+  const genuine = await post('/login/verify', get(credential, await signInOptions({ mfa_token: await token() }), { origin: ORIGIN }))
+  t.equal(genuine.statusCode, 200)
+  const copied = await post('/login/verify', get(clone, await signInOptions({ mfa_token: await token() }), { origin: ORIGIN }))
+  t.equal(copied.statusCode, 401)
+  t.equal(await credentialCount(user.id), 0)
+  t.equal((await me(app, genuine.json().access_token)).statusCode, 401, 'the session it signed in ended')
+  t.equal((await passwordLogin(user.username)).statusCode, 200, 'no second factor left')
+})
+
+t.test('an admin\'s reset of second factors removes the passkeys too', async (t) => {
+  const admin = await signUp(app, ctx, { role: 'admin' })
+  const user = await signUp(app, ctx)
+  const credential = await register(user)
+  const res = await app.inject({ method: 'DELETE', url: `/users/${user.id}/mfa`, headers: bearer(admin.access) })
+  t.equal(res.statusCode, 204)
+  t.equal(await credentialCount(user.id), 0)
+  t.equal((await passkeySignIn(credential)).statusCode, 401)
+  t.equal((await me(app, user.access)).statusCode, 401, 'every session of the user ended')
+  t.equal((await passwordLogin(user.username)).statusCode, 200)
+  const { rows } = await app.db.query('SELECT detail FROM audit_events WHERE subject_id = $1 AND type = \'mfa_reset\'', [user.id])
+  t.match(rows[0].detail, { methods: ['webauthn'], passkeys: 1 })
 })

@@ -3,7 +3,7 @@
 import fp from 'fastify-plugin'
 import { periodic } from '../../../lib/periodic.js'
 import { WebAuthnRepository } from './webauthn-repository.js'
-import { WebAuthnService, type MfaLogins, type WebAuthnSettings } from './webauthn-service.js'
+import { WebAuthnService, type WebAuthnSettings } from './webauthn-service.js'
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -17,11 +17,9 @@ export interface WebAuthnOptions extends WebAuthnSettings {
 }
 
 export default fp<WebAuthnOptions>(async function webauthnPlugin (fastify, opts) {
-  const { db, revocation, sessions, audit } = fastify
+  const { db, revocation, sessions, audit, mfa } = fastify
   const { purgeIntervalMs, ...settings } = opts
-  // Until the second-factor step of password logins exists, no mfa_token is valid here.
-  const mfaLogins: MfaLogins = { peek: async () => null, complete: async () => null }
-  const webauthn = new WebAuthnService(db, new WebAuthnRepository(db), revocation, sessions, audit, settings, mfaLogins)
+  const webauthn = new WebAuthnService(db, new WebAuthnRepository(db), revocation, sessions, audit, mfa, settings)
   fastify.decorate('webauthn', webauthn)
 
   // Every instance may purge: batches skip the rows another one is deleting.
@@ -31,4 +29,4 @@ export default fp<WebAuthnOptions>(async function webauthnPlugin (fastify, opts)
       (err) => fastify.log.warn({ err: { message: err.message } }, 'passkey challenge purge failed'))
     fastify.addHook('onClose', stop)
   }
-}, { name: 'webauthn', dependencies: ['db', 'revocation', 'sessions', 'audit'] })
+}, { name: 'webauthn', dependencies: ['db', 'revocation', 'sessions', 'audit', 'mfa'] })

@@ -121,6 +121,16 @@ export class WebAuthnRepository {
   }
 
   /**
+   * Inside a transaction, before a credential's row is locked: a share of its user's row
+   * until COMMIT. Every transaction that locks a credential takes its user's row first
+   * (a deletion through requireLiveSession, a second factor through the waiting login's
+   * lock), so two of them never wait for each other in opposite orders.
+   */
+  async shareUser (userId: string, client: Queryable): Promise<void> {
+    await client.query('SELECT 1 FROM users WHERE id = $1 FOR SHARE', [userId])
+  }
+
+  /**
    * Records a sign-in with the credential, locking its row until COMMIT (a deletion
    * waits for the session this sign-in starts, and then ends it): the new counter, if it
    * moved forward, or if the authenticator keeps none (0 and 0). False when the row is

@@ -7,10 +7,11 @@ import {
   type AuthenticationResponseJSON, type AuthenticatorTransportFuture, type PublicKeyCredentialCreationOptionsJSON,
   type PublicKeyCredentialRequestOptionsJSON, type RegistrationResponseJSON
 } from '@simplewebauthn/server'
-import { Conflict, NotFound, PasskeyRejected, Unauthorized } from '../../../lib/errors.js'
+import { BadCredentials, Conflict, NotFound, PasskeyRejected, Unauthorized } from '../../../lib/errors.js'
 import type { Db, Queryable } from '../../external/db.js'
 import type { AuditContext, AuditService } from '../audit/audit-service.js'
 import type { RevocationService, RevocationSet } from '../revocation/revocation-service.js'
+import { mfaTokenHash, type FactorCheck, type MfaService } from '../mfa/mfa-service.js'
 import type { ClientMeta, IssuedSession, SessionService } from '../sessions/sessions-service.js'
 import type { PasskeyAssertion, PasskeyRegistration } from '../../../schemas/webauthn.js'
 import type { Challenge, CredentialInfo, WebAuthnRepository } from './webauthn-repository.js'
@@ -67,14 +68,6 @@ function challengeOf (clientDataJSON: string): Buffer | null {
   }
 }
 
-/** Second-factor logins that a passkey completes (the mfa module, issue 15's TOTP half). */
-export interface MfaLogins {
-  /** The user whose login an mfa_token stands for, without using it up; null if it is not valid. */
-  peek: (mfaToken: string) => Promise<{ userId: string, tokenHash: Buffer } | null>
-  /** Uses the mfa_token up and starts its login's session; null if it was used or expired meanwhile. */
-  complete: (tokenHash: Buffer, amr: string[], credentialId: string, meta: ClientMeta) => Promise<IssuedSession | null>
-}
-
 export class WebAuthnService {
   constructor (
     private readonly db: Db,
@@ -82,8 +75,8 @@ export class WebAuthnService {
     private readonly revocation: RevocationService,
     private readonly sessions: SessionService,
     private readonly audit: AuditService,
-    private readonly settings: WebAuthnSettings,
-    private readonly mfa: MfaLogins
+    private readonly mfa: MfaService,
+    private readonly settings: WebAuthnSettings
   ) {}
 
   private async newChallenge (c: Challenge): Promise<Buffer> {
@@ -153,6 +146,8 @@ export class WebAuthnService {
         name: challenge.name ?? 'Passkey'
       }, MAX_CREDENTIALS, client)
       if (stored === null) throw new Conflict('This passkey is registered already, or there are too many')
+      // A second factor from now on: a password alone no longer signs in (users.mfa).
+      await this.mfa.repository.syncFlag(caller.userId, client)
       await this.endSessions(client, revoked, caller.userId, { keep: caller.sessionId })
       await this.audit.record({ ...ctx, type: 'passkey_added', subjectId: caller.userId, detail: { credentialId: stored.id } }, client)
       return stored
@@ -172,12 +167,14 @@ export class WebAuthnService {
    */
   async delete (caller: Caller, id: string, ctx: AuditContext): Promise<void> {
     await this.revocation.revoke(async (client, revoked) => {
-      // The credential's row first, as a sign-in with it takes it (no deadlock): one that
-      // has not committed is waited for, and the session it started is ended below.
-      if (!await this.repository.lock(caller.userId, id, client)) throw new NotFound('Passkey not found')
+      // The user's row (requireLiveSession), then the credential's, as a sign-in with it
+      // takes them: one that has not committed is waited for, and the session it started
+      // is ended below.
       await this.revocation.requireLiveSession(client, caller.userId, caller.sessionId)
+      if (!await this.repository.lock(caller.userId, id, client)) throw new NotFound('Passkey not found')
       await this.endSessions(client, revoked, caller.userId, { keep: caller.sessionId, credentialId: id })
       await this.repository.delete(id, client)
+      await this.mfa.repository.syncFlag(caller.userId, client)
       await this.audit.record({ ...ctx, type: 'passkey_removed', subjectId: caller.userId, detail: { credentialId: id } }, client)
     })
   }
@@ -192,10 +189,11 @@ export class WebAuthnService {
     let challenge: Challenge = { purpose: 'login', userId: null, sessionId: null, mfaTokenHash: null, name: null }
     let allow: Array<{ credentialId: Buffer, transports: string[] }> = []
     if (mfaToken !== undefined) {
-      const login = await this.mfa.peek(mfaToken)
+      const login = await this.mfa.pending(mfaToken)
       allow = login === null ? [] : await this.repository.descriptors(login.userId)
-      if (login === null || allow.length === 0) throw new Unauthorized('Invalid or expired mfa_token')
-      challenge = { ...challenge, purpose: 'mfa', userId: login.userId, mfaTokenHash: login.tokenHash }
+      if (login === null || allow.length === 0) throw new Unauthorized('Invalid or expired mfa_token, or no passkey for it')
+      // Only the token's hash is kept, as the mfa module keeps it.
+      challenge = { ...challenge, purpose: 'mfa', userId: login.userId, mfaTokenHash: mfaTokenHash(mfaToken) }
     }
     return await generateAuthenticationOptions({
       rpID: this.settings.rpId,
@@ -244,19 +242,36 @@ export class WebAuthnService {
     const key: KeyAmr = credential.backupEligible || info.credentialDeviceType === 'multiDevice' ? 'swk' : 'hwk'
     const ctx = { actorId: credential.userId, ip: meta.ip }
     if (challenge.purpose === 'mfa') {
-      if (!await this.db.transact(async (client) => await this.repository.use(credential.id, info.newCounter, client))) {
-        return await this.cloned(credential.id, credential.userId, ctx)
+      const mfaToken = challenge.mfaTokenHash
+      if (mfaToken === null) throw signInFailed()
+      // The second step of a password login: the mfa module's, with this passkey as the
+      // factor, checked in the transaction that uses the mfa_token up (its user's row is
+      // locked first there, then the credential's).
+      let regressed = false
+      const check: FactorCheck = async (userId, client) => {
+        if (userId !== credential.userId) return null
+        if (!await this.repository.use(credential.id, info.newCounter, client)) {
+          regressed = true
+          return null
+        }
+        return { amr: [key], credentialId: credential.id }
       }
-      const session = challenge.mfaTokenHash === null ? null : await this.mfa.complete(challenge.mfaTokenHash, ['pwd', key], credential.id, meta)
-      if (session === null) throw signInFailed()
-      return session
+      try {
+        return await this.sessions.completeLogin({ hash: mfaToken }, meta, check)
+      } catch (err) {
+        if (regressed) await this.cloned(credential.id, credential.userId, ctx)
+        throw err
+      }
     }
     const started = await this.db.transact(async (client) => {
+      await this.repository.shareUser(credential.userId, client)
       if (!await this.repository.use(credential.id, info.newCounter, client)) return 'cloned' as const
-      const session = await this.sessions.startWith(credential.userId, { credentialId: credential.id }, meta, client)
-      if (session === null) throw signInFailed() // the user was disabled or deleted
-      await this.audit.record({ ...ctx, type: 'login', subjectId: credential.userId, detail: { sessionId: session.sid, method: 'passkey', credentialId: credential.id } }, client)
-      return session
+      try {
+        return await this.sessions.start(credential.userId, null, meta, [key], undefined, client, credential.id)
+      } catch (err) {
+        // The user was disabled or deleted: the same answer as every other failure.
+        throw err instanceof BadCredentials ? signInFailed() : err
+      }
     })
     return started === 'cloned' ? await this.cloned(credential.id, credential.userId, ctx) : started
   }
@@ -270,9 +285,11 @@ export class WebAuthnService {
    */
   private async cloned (id: string, userId: string, ctx: AuditContext): Promise<never> {
     await this.revocation.revoke(async (client, revoked) => {
+      await this.repository.shareUser(userId, client)
       if (!await this.repository.lock(userId, id, client)) return // deleted meanwhile
       await this.endSessions(client, revoked, userId, { credentialId: id })
       await this.repository.delete(id, client)
+      await this.mfa.repository.syncFlag(userId, client)
       await this.audit.record({ ...ctx, actorId: null, type: 'passkey_cloned', subjectId: userId, detail: { credentialId: id } }, client)
     })
     throw signInFailed()

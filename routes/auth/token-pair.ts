@@ -1,5 +1,5 @@
-// What the routes that start or renew a session share: the client it is for, and the
-// OAuth 2.0 token response (RFC 6749 §5.1) they answer with.
+// What the routes that end in a session share: the token response (RFC 6749 §5.1), its
+// OpenAPI description, and the client details a session records.
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import { ref } from '../../schemas/common.js'
 import { TokenPair } from '../../schemas/auth.js'
@@ -19,13 +19,13 @@ export function clientMeta (request: FastifyRequest): ClientMeta {
   return { ...auditContext(request), userAgent: typeof ua === 'string' ? ua.slice(0, 256) : null }
 }
 
-/** The token pair of a session; RFC 6749 §5.1: token responses are never cached. */
+/** The token pair of a session (RFC 6749 §5.1: never cached). */
 export function tokenPair (reply: FastifyReply, tokens: Tokens, s: IssuedSession) {
   reply.header('cache-control', 'no-store').header('pragma', 'no-cache')
   // The access token ends with its session when that comes sooner (SESSION_MAX_LIFETIME).
   const iat = Math.floor(Date.now() / 1000)
   const ttl = Math.max(1, Math.min(tokens.accessTtl, s.endsAt - iat))
-  const claims = { sub: s.userId, username: s.username, role: s.role, sid: s.sid, sca: s.sca }
+  const claims = { sub: s.userId, username: s.username, role: s.role, sid: s.sid, sca: s.sca, amr: s.amr }
   return {
     access_token: tokens.signAccess(claims, ttl < tokens.accessTtl ? { iat, ttl } : undefined),
     token_type: 'Bearer' as const,
