@@ -347,6 +347,33 @@ t.test('authority at commit: a confirm racing a logout or a disable does not enr
   }
 })
 
+t.test('a login that checked the password while TOTP was being enrolled gets no password-only session', async (t) => {
+  const max = await signUp(app, ctx)
+  const secret = base32Decode((await post(app, '/auth/mfa/totp', undefined, max.access)).json().secret)
+  // Hold the next session insert: the login has read the user (no factor yet) and checked the password.
+  const repository = app.sessions.repository
+  const create = repository.create
+  let release!: () => void
+  const gate = new Promise<void>((resolve) => { release = resolve })
+  let reached!: () => void
+  const held = new Promise<void>((resolve) => { reached = resolve })
+  repository.create = async function (...args) {
+    repository.create = create // only this login is held
+    reached()
+    await gate
+    return await create.apply(repository, args)
+  } as typeof create
+  t.teardown(() => { repository.create = create })
+  const signingIn = passwordStep(app, max.username)
+  await held
+  t.equal((await post(app, '/auth/mfa/totp/confirm', { code: code(secret) }, max.access)).statusCode, 200, 'enrolled meanwhile')
+  later()
+  release()
+  t.equal((await signingIn).statusCode, 401, 'the login in flight gets no session without the second factor')
+  const { rows } = await app.db.query('SELECT count(*)::int AS n FROM sessions WHERE user_id = $1', [max.id])
+  t.equal(rows[0].n, 1, 'only the session that enrolled')
+})
+
 t.test('admins see mfaEnabled, and remove a user\'s second factor: its sessions end, audited', async (t) => {
   const admin = await signUp(app, ctx, { role: 'admin', label: 'admin' })
   const ivy = await signUp(app, ctx)
