@@ -5,7 +5,7 @@
 import t from 'tap'
 import type { FastifyInstance, LightMyRequestResponse } from 'fastify'
 import { base32Decode, base32Encode, hotp, totpStep } from '../../lib/totp.js'
-import { bearer, build, context, costs, login, me, PASSWORD, signUp, type Account } from '../helper.js'
+import { bearer, build, context, costs, holdNext, login, me, PASSWORD, signUp, type Account } from '../helper.js'
 
 const ctx = await context(t)
 const app = await build(t, ctx)
@@ -309,24 +309,6 @@ t.test('enrolling and removing TOTP end the other sessions, at every instance', 
   t.ok((await auditTypes(gus.id)).includes('mfa_disabled'))
 })
 
-/** Holds the next revoking transaction before it starts, until release(). */
-function holdNextRevoke (server: FastifyInstance): { reached: Promise<void>, release: () => void } {
-  const revocation = server.revocation
-  const revoke = revocation.revoke
-  let release!: () => void
-  const gate = new Promise<void>((resolve) => { release = resolve })
-  let reached!: () => void
-  const reachedP = new Promise<void>((resolve) => { reached = resolve })
-  revocation.revoke = async function (...args) {
-    revocation.revoke = revoke // only the first one is held
-    reached()
-    await gate
-    return await revoke.apply(revocation, args)
-  } as typeof revoke
-  t.teardown(() => { revocation.revoke = revoke })
-  return { reached: reachedP, release }
-}
-
 t.test('authority at commit: a confirm racing a logout or a disable does not enrol', async (t) => {
   const admin = await signUp(app, ctx, { role: 'admin', label: 'admin' })
   const ends = {
@@ -336,7 +318,8 @@ t.test('authority at commit: a confirm racing a logout or a disable does not enr
   for (const [what, end] of Object.entries(ends)) {
     const hal = await signUp(app, ctx)
     const secret = base32Decode((await post(app, '/auth/mfa/totp', undefined, hal.access)).json().secret)
-    const held = holdNextRevoke(app)
+    // Held before its transaction: the request is past its door (authenticate), not yet at commit.
+    const held = holdNext(t, app.revocation, 'revoke')
     const confirming = post(app, '/auth/mfa/totp/confirm', { code: code(secret) }, hal.access)
     await held.reached
     t.ok((await end(hal)).statusCode < 300, `${what} while the confirm waits`)
@@ -345,6 +328,21 @@ t.test('authority at commit: a confirm racing a logout or a disable does not enr
     t.equal(res.statusCode, 401, `${what} committed first: the confirm is refused`)
     t.match(await factorRows(hal.id), { totp: { confirmed_at: null }, codes: 0, mfa: false }, `${what}: nothing enrolled`)
   }
+})
+
+t.test('a login that checked the password while TOTP was being enrolled gets no password-only session', async (t) => {
+  const max = await signUp(app, ctx)
+  const secret = base32Decode((await post(app, '/auth/mfa/totp', undefined, max.access)).json().secret)
+  // Hold the next session insert: the login has read the user (no factor yet) and checked the password.
+  const { reached, release } = holdNext(t, app.sessions.repository, 'create')
+  const signingIn = passwordStep(app, max.username)
+  await reached
+  t.equal((await post(app, '/auth/mfa/totp/confirm', { code: code(secret) }, max.access)).statusCode, 200, 'enrolled meanwhile')
+  later()
+  release()
+  t.equal((await signingIn).statusCode, 401, 'the login in flight gets no session without the second factor')
+  const { rows } = await app.db.query('SELECT count(*)::int AS n FROM sessions WHERE user_id = $1', [max.id])
+  t.equal(rows[0].n, 1, 'only the session that enrolled')
 })
 
 t.test('admins see mfaEnabled, and remove a user\'s second factor: its sessions end, audited', async (t) => {

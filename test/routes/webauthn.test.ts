@@ -4,7 +4,7 @@
 // challenge of someone else's, a write whose session ended while it ran.
 import t from 'tap'
 import type { FastifyInstance } from 'fastify'
-import { bearer, build, context, login, me, PASSWORD, signUp, type Account } from '../helper.js'
+import { bearer, build, context, holdNext, login, me, PASSWORD, signUp, type Account } from '../helper.js'
 import { create, get, type SoftCredential } from '../support/authenticator.js'
 import { CHALLENGE_TTL_S, MAX_CREDENTIALS } from '../../plugins/app/webauthn/webauthn-service.js'
 
@@ -247,22 +247,9 @@ t.test('registration checks the session at commit: a logout during the ceremony 
   const user = await signUp(app, ctx)
   const { json } = create(await registrationOptions(user), { origin: ORIGIN })
   // Hold the verify after its token was accepted, until the logout has committed.
-  const repository = app.webauthn.repository
-  const take = repository.takeChallenge
-  let reached!: () => void
-  const held = new Promise<void>((resolve) => { reached = resolve })
-  let release!: () => void
-  const gate = new Promise<void>((resolve) => { release = resolve })
-  repository.takeChallenge = async function (...args) {
-    repository.takeChallenge = take
-    const c = await take.apply(this, args)
-    reached()
-    await gate
-    return c
-  }
-  t.teardown(() => { repository.takeChallenge = take })
+  const { reached, release } = holdNext(t, app.webauthn.repository, 'takeChallenge', 'after')
   const verify = post('/register/verify', json, user.access)
-  await held
+  await reached
   t.equal((await app.inject({ method: 'POST', url: '/auth/logout', headers: bearer(user.access) })).statusCode, 204)
   release()
   t.equal((await verify).statusCode, 401, 'the session ended before the passkey was stored')
