@@ -105,8 +105,13 @@ export type PasskeyAssertion = Static<typeof PasskeyAssertion>
 const PasskeyName = Type.String({ minLength: 1, maxLength: 64, pattern: NO_NUL, description: 'A name to tell the passkey by', example: 'YubiKey 5C' })
 
 export const PasskeyRegistrationStart = Type.Object({
+  password: Type.String({ minLength: 1, maxLength: 128, description: 'The current password: a stolen access token must not be able to add a way in' }),
   name: Type.Optional(PasskeyName)
-}, { $id: 'PasskeyRegistrationStart', description: 'What to call the new passkey (default "Passkey"); `{}` is fine', example: { name: 'YubiKey 5C' } })
+}, {
+  $id: 'PasskeyRegistrationStart',
+  description: 'The current password, and what to call the new passkey (default "Passkey")',
+  example: { password: 'correct horse battery', name: 'YubiKey 5C' }
+})
 
 export const PasskeySignInStart = Type.Object({
   mfa_token: Type.Optional(Type.String({ minLength: 1, maxLength: 512, description: 'From a password login\'s 403 AUTH_MFA_REQUIRED: a passkey as its second factor' }))

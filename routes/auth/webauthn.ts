@@ -31,15 +31,18 @@ const routes: FastifyPluginAsyncTypebox = async function (fastify) {
       security: bearer,
       operationId: 'passkeyRegistrationOptions',
       summary: 'Start registering a passkey: options for navigator.credentials.create()',
-      description: 'The challenge is single use and valid for `timeout` ms, for this session only. The credential is discoverable (it signs in without a username). Rate-limited per client IP.',
+      description: 'Needs the current password: a passkey signs in on its own, so a stolen access token must not be able to add one. A wrong password counts toward the username\'s lockout like a failed login; the one that reaches `LOCKOUT_THRESHOLD` in a row ends the session in use (401). The challenge is single use and valid for `timeout` ms, for this session only. The credential is discoverable (it signs in without a username). Rate-limited per client IP.',
       body: ref(PasskeyRegistrationStart),
       response: {
         200: ref(PasskeyCreationOptions, 'Creation options (PublicKeyCredentialCreationOptionsJSON)'),
-        ...errors(400, 401, [409, 'The user has as many passkeys as allowed', { message: 'At most 20 passkeys: delete one first' }], 413, 415, 429, 503)
+        ...errors(400, [401, 'No valid token, or too many wrong passwords in a row: this session has ended'],
+          [403, 'The password is wrong; nothing changed', { code: 'AUTH_WRONG_PASSWORD', message: 'Current password is wrong' }],
+          [409, 'The user has as many passkeys as allowed', { message: 'At most 20 passkeys: delete one first' }], 413, 415,
+          [429, 'Too many wrong passwords from this client, or too many requests; see Retry-After'], 503)
       }
     }
   }, async function (request) {
-    return await webauthn.registrationOptions(caller(request), request.body.name)
+    return await webauthn.registrationOptions(caller(request), request.body.password, request.body.name, auditContext(request))
   })
 
   fastify.post('/register/verify', {

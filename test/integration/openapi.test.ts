@@ -671,7 +671,7 @@ t.test('every response of every route matches the document', async (t) => {
   await send('DELETE', `/users/${lee.id}/mfa`, { headers: asAdmin })
   await send('DELETE', `/users/${lee.id}/mfa`, { headers: asAdmin })
 
-  // passkeys: register options 200, 400, 401, 409 (as many as allowed), 413, 415, 429;
+  // passkeys: register options 200, 400, 401, 403 (wrong password), 409 (as many as allowed), 413, 415, 429;
   // verify 201, 400 (AUTH_PASSKEY_REJECTED), 401, 409 (registered already), 413, 415, 429;
   // sign-in options 200, 400, 401, 413, 415, 429; verify 200, 400, 401, 413, 415, 429;
   // list 200, 401; delete 204, 400, 401, 404
@@ -679,15 +679,16 @@ t.test('every response of every route matches the document', async (t) => {
   const grace = await signUp(app, ctx, { label: 'grace' })
   const asGrace = bearer(grace.access)
   const webauthn = (path: string) => `/auth/webauthn${path}`
-  const options = (await send('POST', webauthn('/register/options'), { headers: asGrace, payload: { name: 'Laptop' } })).json()
+  const options = (await send('POST', webauthn('/register/options'), { headers: asGrace, payload: { password: PASSWORD, name: 'Laptop' } })).json()
   const passkey = create(options, { origin })
-  await send('POST', webauthn('/register/options'), { headers: asGrace, payload: { name: 12 } })
-  await send('POST', webauthn('/register/options'), { payload: {} })
+  await send('POST', webauthn('/register/options'), { headers: asGrace, payload: { password: PASSWORD, name: 12 } })
+  await send('POST', webauthn('/register/options'), { headers: asGrace, payload: { password: 'wrong password' } })
+  await send('POST', webauthn('/register/options'), { payload: { password: PASSWORD } })
   await send('POST', webauthn('/register/options'), { headers: asGrace, payload: { name: 'x'.repeat(20_000) } })
   await send('POST', webauthn('/register/options'), { headers: { ...asGrace, ...text }, payload: 'hello' })
   await send('POST', webauthn('/register/verify'), { headers: asGrace, payload: passkey.json })
-  await send('POST', webauthn('/register/verify'), { headers: asGrace, payload: create((await send('POST', webauthn('/register/options'), { headers: asGrace, payload: {} })).json(), { origin: 'https://evil.example' }).json })
-  const again = (await send('POST', webauthn('/register/options'), { headers: asGrace, payload: {} })).json()
+  await send('POST', webauthn('/register/verify'), { headers: asGrace, payload: create((await send('POST', webauthn('/register/options'), { headers: asGrace, payload: { password: PASSWORD } })).json(), { origin: 'https://evil.example' }).json })
+  const again = (await send('POST', webauthn('/register/options'), { headers: asGrace, payload: { password: PASSWORD } })).json()
   const copy = { ...passkey.json, response: { ...passkey.json.response, clientDataJSON: Buffer.from(JSON.stringify({ type: 'webauthn.create', challenge: again.challenge, origin, crossOrigin: false })).toString('base64url') } }
   await send('POST', webauthn('/register/verify'), { headers: asGrace, payload: copy })
   await send('POST', webauthn('/register/verify'), { headers: asGrace, payload: { id: 12 } })
@@ -697,7 +698,7 @@ t.test('every response of every route matches the document', async (t) => {
   const full = await signUp(app, ctx, { label: 'full' })
   await app.db.query(`INSERT INTO webauthn_credentials (user_id, credential_id, public_key, backup_eligible, name)
     SELECT $1, decode(md5(random()::text || g::text), 'hex'), '\\x00', false, 'Key' FROM generate_series(1, $2) g`, [full.id, MAX_CREDENTIALS])
-  await send('POST', webauthn('/register/options'), { headers: bearer(full.access), payload: {} })
+  await send('POST', webauthn('/register/options'), { headers: bearer(full.access), payload: { password: PASSWORD } })
   const request = (await send('POST', webauthn('/login/options'), { payload: {} })).json()
   await send('POST', webauthn('/login/options'), { payload: { mfa_token: 12 } })
   await send('POST', webauthn('/login/options'), { payload: { mfa_token: 'not a token' } })

@@ -28,8 +28,8 @@ async function call (path, body, access) {
   const res = await fetch(path, { method: body === undefined ? 'GET' : 'POST', headers, body: body === undefined ? undefined : JSON.stringify(body) })
   return { status: res.status, body: await res.json() }
 }
-async function registerPasskey (access, name) {
-  const options = await call('/auth/webauthn/register/options', { name }, access)
+async function registerPasskey (access, password, name) {
+  const options = await call('/auth/webauthn/register/options', { password, name }, access)
   if (options.status !== 200) return options
   const credential = await navigator.credentials.create({ publicKey: PublicKeyCredential.parseCreationOptionsFromJSON(options.body) })
   return await call('/auth/webauthn/register/verify', credential.toJSON(), access)
@@ -111,7 +111,7 @@ t.test('register a passkey in Chromium and sign in with it: the token works at /
   const login = await httpCall(api, 'POST', '/auth/login', { body: { username, password: PASSWORD } })
   const userId = claims(login.body.access_token).sub
 
-  const registered = await page.evaluate(async ([access]) => await (window as any).registerPasskey(access, 'Virtual authenticator'), [login.body.access_token])
+  const registered = await page.evaluate(async ([access, password]) => await (window as any).registerPasskey(access, password, 'Virtual authenticator'), [login.body.access_token, PASSWORD])
   t.equal(registered.status, 201, `registered (${String(registered.body.message ?? 'ok')})`)
   t.match(registered.body, { id: String, name: 'Virtual authenticator', createdAt: String })
   const { credentials } = await devtools.send('WebAuthn.getCredentials', { authenticatorId })

@@ -19,7 +19,7 @@ function post (url: string, payload: unknown, access?: string) {
 }
 
 async function registrationOptions (user: Account, name?: string) {
-  const res = await post('/register/options', name === undefined ? {} : { name }, user.access)
+  const res = await post('/register/options', { password: PASSWORD, ...(name === undefined ? {} : { name }) }, user.access)
   if (res.statusCode !== 200) throw new Error(`register/options: ${res.statusCode} ${res.body}`)
   return res.json()
 }
@@ -238,9 +238,21 @@ t.test('registration: the challenge is the caller\'s session\'s; other sessions 
 
   // At most MAX_CREDENTIALS per user.
   for (let n = await credentialCount(alice.id); n < MAX_CREDENTIALS; n++) await register(alice)
-  const full = await post('/register/options', {}, alice.access)
+  const full = await post('/register/options', { password: PASSWORD }, alice.access)
   t.equal(full.statusCode, 409)
   t.equal(await credentialCount(alice.id), MAX_CREDENTIALS)
+})
+
+t.test('registration needs the current password: a stolen access token cannot add a way in', async (t) => {
+  const user = await signUp(app, ctx)
+  const res = await post('/register/options', { password: 'not the password' }, user.access)
+  t.equal(res.statusCode, 403)
+  t.match(res.json(), { code: 'AUTH_WRONG_PASSWORD' })
+  t.equal((await post('/register/options', {}, user.access)).statusCode, 400, 'no password: 400')
+  const { rows } = await app.db.query('SELECT count(*)::int AS n FROM webauthn_challenges WHERE user_id = $1', [user.id])
+  t.equal(rows[0].n, 0, 'no ceremony was started')
+  const { rows: events } = await app.db.query('SELECT detail FROM audit_events WHERE subject_id = $1 AND type = \'mfa_change_failed\'', [user.id])
+  t.match(events, [{ detail: { reason: 'bad_password' } }], 'audited')
 })
 
 t.test('registration checks the session at commit: a logout during the ceremony wins', async (t) => {
@@ -330,7 +342,7 @@ t.test('anonymous callers: sign-in only', async (t) => {
 t.test('the relying party comes from the configuration', async (t) => {
   const local: FastifyInstance = await build(t, ctx, { PORT: 4321 })
   const user = await signUp(local, ctx)
-  const res = await local.inject({ method: 'POST', url: '/auth/webauthn/register/options', headers: bearer(user.access), payload: {} })
+  const res = await local.inject({ method: 'POST', url: '/auth/webauthn/register/options', headers: bearer(user.access), payload: { password: PASSWORD } })
   t.match(res.json(), { rp: { id: 'localhost' } })
   t.strictSame(local.config.webauthnOrigins, ['http://localhost:4321'])
 })

@@ -102,7 +102,7 @@ t.test('valid bodies with one field replaced by hostile input never get a 5xx', 
     ['POST', '/auth/mfa/totp/confirm', { code: '123456' }, victim.access],
     ['DELETE', '/auth/mfa/totp', { password: 'wrong password!' }, victim.access],
     ['POST', '/auth/mfa/recovery-codes', { password: 'wrong password!' }, victim.access],
-    ['POST', '/auth/webauthn/register/options', { name: 'Laptop' }, victim.access],
+    ['POST', '/auth/webauthn/register/options', { password: 'correct horse battery', name: 'Laptop' }, victim.access],
     ['POST', '/auth/webauthn/login/options', { mfa_token: 'x' }, undefined],
     ['POST', '/auth/webauthn/login/verify', {
       id: 'AAAA',

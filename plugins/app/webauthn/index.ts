@@ -17,9 +17,9 @@ export interface WebAuthnOptions extends WebAuthnSettings {
 }
 
 export default fp<WebAuthnOptions>(async function webauthnPlugin (fastify, opts) {
-  const { db, revocation, sessions, audit, mfa } = fastify
+  const { db, revocation, sessions, audit, mfa, users } = fastify
   const { purgeIntervalMs, ...settings } = opts
-  const webauthn = new WebAuthnService(db, new WebAuthnRepository(db), revocation, sessions, audit, mfa, settings)
+  const webauthn = new WebAuthnService(db, new WebAuthnRepository(db), revocation, sessions, audit, mfa, users, settings)
   fastify.decorate('webauthn', webauthn)
 
   // Every instance may purge: batches skip the rows another one is deleting.
@@ -29,4 +29,4 @@ export default fp<WebAuthnOptions>(async function webauthnPlugin (fastify, opts)
       (err) => fastify.log.warn({ err: { message: err.message } }, 'passkey challenge purge failed'))
     fastify.addHook('onClose', stop)
   }
-}, { name: 'webauthn', dependencies: ['db', 'revocation', 'sessions', 'audit', 'mfa'] })
+}, { name: 'webauthn', dependencies: ['db', 'revocation', 'sessions', 'audit', 'mfa', 'users'] })

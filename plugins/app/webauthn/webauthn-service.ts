@@ -13,6 +13,7 @@ import type { AuditContext, AuditService } from '../audit/audit-service.js'
 import type { RevocationService, RevocationSet } from '../revocation/revocation-service.js'
 import { mfaTokenHash, type FactorCheck, type MfaService } from '../mfa/mfa-service.js'
 import type { ClientMeta, IssuedSession, SessionService } from '../sessions/sessions-service.js'
+import type { UserService } from '../users/users-service.js'
 import type { PasskeyAssertion, PasskeyRegistration } from '../../../schemas/webauthn.js'
 import type { Challenge, CredentialInfo, WebAuthnRepository } from './webauthn-repository.js'
 
@@ -76,6 +77,7 @@ export class WebAuthnService {
     private readonly sessions: SessionService,
     private readonly audit: AuditService,
     private readonly mfa: MfaService,
+    private readonly users: UserService,
     private readonly settings: WebAuthnSettings
   ) {}
 
@@ -85,8 +87,13 @@ export class WebAuthnService {
     return challenge
   }
 
-  /** Options for navigator.credentials.create(): a discoverable credential for the caller. */
-  async registrationOptions (caller: Caller, name: string | undefined): Promise<PublicKeyCredentialCreationOptionsJSON> {
+  /**
+   * Options for navigator.credentials.create(): a discoverable credential for the caller,
+   * after the current password (a passkey signs in on its own: a stolen access token must
+   * not be able to add one, and with it a way in that outlives the token).
+   */
+  async registrationOptions (caller: Caller, password: string, name: string | undefined, ctx: AuditContext): Promise<PublicKeyCredentialCreationOptionsJSON> {
+    await this.users.checkPassword(caller.userId, password, ctx, 'mfa_change_failed')
     const existing = await this.repository.descriptors(caller.userId)
     if (existing.length >= MAX_CREDENTIALS) throw new Conflict(`At most ${MAX_CREDENTIALS} passkeys: delete one first`)
     const challenge = await this.newChallenge({ purpose: 'register', userId: caller.userId, sessionId: caller.sessionId, mfaTokenHash: null, name: name ?? null })
