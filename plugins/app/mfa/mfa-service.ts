@@ -2,6 +2,7 @@
 // a second factor after the password (the `mfa_token`). Completing such a login is the
 // sessions service's (completeLogin), which asks this one to check the factor.
 import { createHash, randomBytes } from 'node:crypto'
+import { inBatches } from '../../../lib/periodic.js'
 import { Conflict, InvalidCode, NotFound } from '../../../lib/errors.js'
 import { base32Encode, matchTotp, newTotpSecret, otpauthUri } from '../../../lib/totp.js'
 import type { SecretBox } from '../../../lib/secret-box.js'
@@ -234,12 +235,7 @@ export class MfaService {
 
   /** Deletes the waiting logins that expired, in batches; how many. */
   async purgeExpired (): Promise<number> {
-    let total = 0
-    for (;;) {
-      const n = await this.repository.deleteExpired(PURGE_BATCH)
-      total += n
-      if (n < PURGE_BATCH) return total
-    }
+    return await inBatches(PURGE_BATCH, async (limit) => await this.repository.deleteExpired(limit))
   }
 
   /** Deletes TOTP and the recovery codes that stood in for it; whether a confirmed TOTP was there. */

@@ -8,6 +8,7 @@ import {
   type PublicKeyCredentialRequestOptionsJSON, type RegistrationResponseJSON
 } from '@simplewebauthn/server'
 import { BadCredentials, Conflict, NotFound, PasskeyRejected, Unauthorized } from '../../../lib/errors.js'
+import { inBatches } from '../../../lib/periodic.js'
 import type { Db, Queryable } from '../../external/db.js'
 import type { AuditContext, AuditService } from '../audit/audit-service.js'
 import type { RevocationService, RevocationSet } from '../revocation/revocation-service.js'
@@ -318,11 +319,6 @@ export class WebAuthnService {
 
   /** Deletes the challenges that expired, in batches; how many. */
   async purgeChallenges (): Promise<number> {
-    let total = 0
-    for (;;) {
-      const n = await this.repository.deleteExpiredChallenges(PURGE_BATCH)
-      total += n
-      if (n < PURGE_BATCH) return total
-    }
+    return await inBatches(PURGE_BATCH, async (limit) => await this.repository.deleteExpiredChallenges(limit))
   }
 }
