@@ -385,6 +385,19 @@ t.test('downstream checks: /auth/verify?amr=otp, and the hot path costs what it 
   t.equal((await check(jay.access, '?amr=sms')).statusCode, 400)
   t.equal((await check(jay.access, '')).statusCode, 200, 'no amr asked: any sign-in')
 
+  // Introspection (RFC 7662) says it too, for services that ask rather than read tokens.
+  const client = await app.clients.create(`mfa-${ctx.tag}`)
+  t.teardown(() => app.clients.delete(client.id))
+  const introspect = async (token: string) => (await app.inject({
+    method: 'POST',
+    url: '/oauth/introspect',
+    headers: { authorization: `Basic ${Buffer.from(`${client.clientId}:${client.clientSecret}`).toString('base64')}` },
+    payload: { token }
+  })).json()
+  t.match(await introspect(withCode.access), { active: true, amr: ['pwd', 'otp'] })
+  t.match(await introspect(withCode.refresh), { active: true, token_type: 'refresh_token', amr: ['pwd', 'otp'] })
+  t.match(await introspect(jay.access), { active: true, amr: ['pwd'] })
+
   await me(app, withCode.access)
   const cost = await costs(app, () => me(app, withCode.access))
   t.equal(cost.result.statusCode, 200)
