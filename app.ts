@@ -39,6 +39,8 @@ export interface AppOptions {
   config: Config
   /** Interval of the purges (expired sessions, waiting MFA logins; ms); tests turn them off with 0. */
   purgeIntervalMs?: number
+  /** Clients a rate limit keeps in memory without Redis (RATE_LIMIT_CLIENTS); a test makes it small. */
+  rateLimitClients?: number
 }
 
 async function app (fastify: FastifyInstance, opts: AppOptions): Promise<void> {
@@ -56,7 +58,7 @@ async function app (fastify: FastifyInstance, opts: AppOptions): Promise<void> {
   await fastify.register(fastifyFormbody, { bodyLimit: BODY_LIMIT })
   const startupTimeoutMs = config.STARTUP_TIMEOUT * 1000
   await fastify.register(dbPlugin, { databaseUrl: config.DATABASE_URL, poolSize: config.DATABASE_POOL_SIZE, startupTimeoutMs })
-  await fastify.register(redisPlugin, { url: config.REDIS_URL, keyPrefix: config.REDIS_KEY_PREFIX, startupTimeoutMs })
+  await fastify.register(redisPlugin, { url: config.withoutRedis ? undefined : config.REDIS_URL, keyPrefix: config.REDIS_KEY_PREFIX, startupTimeoutMs })
   await fastify.register(revocationPlugin, { accessTtlSeconds: config.ACCESS_TOKEN_TTL })
   await fastify.register(authPlugin, {
     secret: config.jwtKey,
@@ -93,7 +95,7 @@ async function app (fastify: FastifyInstance, opts: AppOptions): Promise<void> {
   })
   await fastify.register(clientsPlugin)
   await fastify.register(oauthPlugin, { issuer: config.JWT_ISSUER, audience: config.JWT_AUDIENCE })
-  await fastify.register(securityPlugin, { corsOrigins: config.corsOrigins })
+  await fastify.register(securityPlugin, { corsOrigins: config.corsOrigins, rateLimitClients: opts.rateLimitClients })
   await fastify.register(swaggerPlugin)
 
   if (config.ADMIN_USERNAME !== undefined && config.ADMIN_PASSWORD !== undefined) {

@@ -385,6 +385,19 @@ t.test('downstream checks: /auth/verify?amr=otp, and the hot path costs what it 
   t.equal((await check(jay.access, '?amr=sms')).statusCode, 400)
   t.equal((await check(jay.access, '')).statusCode, 200, 'no amr asked: any sign-in')
 
+  // Introspection (RFC 7662) says it too, for services that ask rather than read tokens.
+  const client = await app.clients.create(`mfa-${ctx.tag}`)
+  t.teardown(() => app.clients.delete(client.id))
+  const introspect = async (token: string) => (await app.inject({
+    method: 'POST',
+    url: '/oauth/introspect',
+    headers: { authorization: `Basic ${Buffer.from(`${client.clientId}:${client.clientSecret}`).toString('base64')}` },
+    payload: { token }
+  })).json()
+  t.match(await introspect(withCode.access), { active: true, amr: ['pwd', 'otp'] })
+  t.match(await introspect(withCode.refresh), { active: true, token_type: 'refresh_token', amr: ['pwd', 'otp'] })
+  t.match(await introspect(jay.access), { active: true, amr: ['pwd'] })
+
   await me(app, withCode.access)
   const cost = await costs(app, () => me(app, withCode.access))
   t.equal(cost.result.statusCode, 200)
@@ -403,13 +416,16 @@ t.test('no log line carries a secret, a code or an mfa_token', async (t) => {
   await verify(logged, { mfa_token: token, code: wrongCode(secret) })
   await verify(logged, { mfa_token: token, code: used })
   await verify(logged, { mfa_token: await mfaToken(logged, kim.username), recovery_code: recoveryCodes[0] })
+  // Should a line ever carry a body, the second-factor fields come out redacted.
+  logged.log.info({ body: { mfa_token: token, code: used, recovery_code: recoveryCodes[1], secret: 'JBSWY3DP' } }, 'probe')
   // The request line is written when the response has gone.
   await new Promise((resolve) => setTimeout(resolve, 100))
   const text = lines.join('\n')
   t.ok(text.includes('request completed'), 'the requests were logged')
+  t.match(lines.find((l) => l.includes('"probe"')), /"mfa_token":"\[Redacted\]","code":"\[Redacted\]","recovery_code":"\[Redacted\]","secret":"\[Redacted\]"/)
   // A code is six digits, which a timestamp may hold too: looked for as a JSON string.
   for (const [what, value] of [['secret', secret.toString('hex')], ['base32 secret', base32Encode(secret)],
-    ['code', `"${used}"`], ['mfa_token', token], ['recovery code', recoveryCodes[0]], ['password', PASSWORD]]) {
+    ['code', `"${used}"`], ['mfa_token', token], ['recovery codes', recoveryCodes[0]], ['recovery codes', recoveryCodes[1]], ['password', PASSWORD], ['secret', 'JBSWY3DP']]) {
     t.notOk(text.includes(value), `no ${what}`)
   }
 })

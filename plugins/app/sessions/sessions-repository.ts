@@ -27,6 +27,8 @@ export interface LiveRefreshToken {
   sid: string
   iat: number
   exp: number
+  /** The session's (RFC 8176). */
+  amr: string[]
 }
 
 const SESSION_US = epochUs('s.created_at')
@@ -197,7 +199,7 @@ export class SessionsRepository {
    */
   async findLiveRefreshToken (tokenHash: Buffer, client: Queryable = this.db): Promise<LiveRefreshToken | null> {
     const { rows } = await client.query(
-      `SELECT s.user_id, u.username, u.role, s.id AS sid,
+      `SELECT s.user_id, u.username, u.role, s.id AS sid, s.amr,
               floor(extract(epoch FROM t.created_at))::bigint AS iat,
               floor(extract(epoch FROM least(t.expires_at, s.expires_at)))::bigint AS exp
          FROM refresh_tokens t JOIN sessions s ON s.id = t.session_id JOIN users u ON u.id = s.user_id
@@ -206,7 +208,7 @@ export class SessionsRepository {
           AND s.created_at > u.revoked_after AND NOT u.disabled`, [tokenHash])
     if (rows.length === 0) return null
     const r = rows[0]
-    return { userId: r.user_id, username: r.username, role: r.role, sid: r.sid, iat: Number(r.iat), exp: Number(r.exp) }
+    return { userId: r.user_id, username: r.username, role: r.role, sid: r.sid, iat: Number(r.iat), exp: Number(r.exp), amr: r.amr }
   }
 
   /** Sets revoked_at of one live session of the user; false if there was none. */
