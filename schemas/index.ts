@@ -10,6 +10,8 @@ import { wellKnownSchemas } from './well-known.js'
 import { clientSchemas } from './clients.js'
 import { oauthSchemas } from './oauth.js'
 import { ssfSchemas } from './ssf.js'
+import { mfaSchemas } from './mfa.js'
+import { webauthnSchemas } from './webauthn.js'
 
 export const sharedSchemas: TSchema[] = [...commonSchemas, ...userSchemas, ...authSchemas, ...auditSchemas,
-  ...healthSchemas, ...wellKnownSchemas, ...clientSchemas, ...oauthSchemas, ...ssfSchemas]
+  ...healthSchemas, ...wellKnownSchemas, ...clientSchemas, ...oauthSchemas, ...ssfSchemas, ...mfaSchemas, ...webauthnSchemas]

@@ -12,11 +12,11 @@ export interface Account extends User {
 /** Where a page of users starts: the (created_at in µs, id) of the last user before it. */
 export type UserKey = [createdUs: string, id: string]
 
-const COLUMNS = 'id, username, role, disabled, created_at'
+const COLUMNS = 'id, username, role, disabled, mfa, created_at'
 const REVOKED_AFTER_US = epochUs('revoked_after')
 
 function toUser (row: any): User {
-  return { id: row.id, username: row.username, role: row.role, disabled: row.disabled, createdAt: row.created_at.toISOString() }
+  return { id: row.id, username: row.username, role: row.role, disabled: row.disabled, mfaEnabled: row.mfa, createdAt: row.created_at.toISOString() }
 }
 
 export class UsersRepository {
