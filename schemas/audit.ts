@@ -5,8 +5,9 @@ export const AuditType = Type.Union([
   'register', 'login', 'login_failed', 'login_locked', 'logout', 'logout_all', 'refresh_reuse',
   'role_changed', 'password_changed', 'user_disabled', 'user_enabled', 'user_deleted',
   'session_revoked', 'rate_limited', 'client_created', 'client_deleted', 'client_secret_rotated',
-  'password_change_failed', 'lockout_cleared', 'mfa_challenge', 'mfa_failed', 'mfa_locked', 'mfa_enabled',
-  'mfa_disabled', 'mfa_reset', 'mfa_recovery_used', 'mfa_recovery_regenerated', 'mfa_change_failed'
+  'password_change_failed', 'lockout_cleared', 'client_updated', 'ssf_stream_created', 'ssf_stream_updated',
+  'ssf_stream_deleted', 'mfa_challenge', 'mfa_failed', 'mfa_locked', 'mfa_enabled', 'mfa_disabled', 'mfa_reset',
+  'mfa_recovery_used', 'mfa_recovery_regenerated', 'mfa_change_failed'
 ].map((t) => Type.Literal(t)))
 export type AuditType = Static<typeof AuditType>
 

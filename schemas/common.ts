@@ -105,6 +105,10 @@ const ERRORS: Record<number, { description: string, example: HttpError, headers?
     example: { statusCode: 429, code: 'AUTH_TOO_MANY_REQUESTS', error: 'Too Many Requests', message: 'Too many requests, retry in 1 minute' },
     headers: retryAfter
   },
+  501: {
+    description: 'This deployment is not configured for it; the message names the setting',
+    example: { statusCode: 501, code: 'AUTH_NOT_CONFIGURED', error: 'Not Implemented', message: 'Security events need an asymmetric signing key: set JWT_PRIVATE_KEY or SSF_PRIVATE_KEY' }
+  },
   503: {
     description: 'PostgreSQL or Redis is unreachable; nothing was changed, try again',
     example: { statusCode: 503, code: 'AUTH_UNAVAILABLE', error: 'Service Unavailable', message: 'Service temporarily unavailable, try again' },

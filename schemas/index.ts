@@ -9,7 +9,8 @@ import { healthSchemas } from './health.js'
 import { wellKnownSchemas } from './well-known.js'
 import { clientSchemas } from './clients.js'
 import { oauthSchemas } from './oauth.js'
+import { ssfSchemas } from './ssf.js'
 import { mfaSchemas } from './mfa.js'
 
 export const sharedSchemas: TSchema[] = [...commonSchemas, ...userSchemas, ...authSchemas, ...auditSchemas,
-  ...healthSchemas, ...wellKnownSchemas, ...clientSchemas, ...oauthSchemas, ...mfaSchemas]
+  ...healthSchemas, ...wellKnownSchemas, ...clientSchemas, ...oauthSchemas, ...ssfSchemas, ...mfaSchemas]
