@@ -1,6 +1,7 @@
 // The application as a plugin: the shared schemas, the plugins (infrastructure, then the
 // domain), the routes. server.ts and the tests build it the same way, with the server
-// options of lib/server-options.ts.
+// options of lib/server-options.ts; the admin command line (scripts/admin.ts) builds the
+// same plugins without the routes.
 import type { FastifyInstance } from 'fastify'
 import fp from 'fastify-plugin'
 import fastifyFormbody from '@fastify/formbody'
@@ -37,7 +38,8 @@ export interface AppOptions {
   purgeIntervalMs?: number
 }
 
-async function app (fastify: FastifyInstance, opts: AppOptions): Promise<void> {
+/** The shared schemas and every plugin: the services the routes use, and nothing that listens. */
+export async function services (fastify: FastifyInstance, opts: AppOptions): Promise<void> {
   const { config } = opts
   // Set before anything registers: every route, Swagger UI's included, inherits them.
   fastify.setErrorHandler(errorHandler)
@@ -80,7 +82,11 @@ async function app (fastify: FastifyInstance, opts: AppOptions): Promise<void> {
   await fastify.register(oauthPlugin, { issuer: config.JWT_ISSUER, audience: config.JWT_AUDIENCE })
   await fastify.register(securityPlugin, { corsOrigins: config.corsOrigins })
   await fastify.register(swaggerPlugin)
+}
 
+async function app (fastify: FastifyInstance, opts: AppOptions): Promise<void> {
+  await services(fastify, opts)
+  const { config } = opts
   if (config.ADMIN_USERNAME !== undefined && config.ADMIN_PASSWORD !== undefined) {
     const admin = await fastify.users.ensureAdmin(config.ADMIN_USERNAME, config.ADMIN_PASSWORD)
     if (admin === 'created') {

@@ -16,6 +16,9 @@ export const Conflict = createError('AUTH_CONFLICT', '%s', 409)
 export const WeakPassword = createError('AUTH_WEAK_PASSWORD', '%s', 400)
 export const WrongPassword = createError('AUTH_WRONG_PASSWORD', 'Current password is wrong', 403)
 export const TooManyRequests = createError('AUTH_TOO_MANY_REQUESTS', '%s', 429)
+/** The password is a temporary one an admin set: the login hands out a reset token instead of tokens. */
+export const PasswordChangeRequired = createError('AUTH_PASSWORD_CHANGE_REQUIRED',
+  'This password was set by an admin and must be changed: choose a new one with POST /auth/password/reset and the reset_token', 403)
 const UnavailableError = createError('AUTH_UNAVAILABLE', 'Service temporarily unavailable, try again', 503)
 
 /**
@@ -29,6 +32,7 @@ export const ERROR_CODES = [
   'AUTH_INVALID_TOKEN', 'AUTH_MISSING_TOKEN', 'AUTH_BAD_CREDENTIALS', 'AUTH_UNAUTHORIZED',
   'AUTH_FORBIDDEN', 'AUTH_NOT_FOUND', 'AUTH_CONFLICT', 'AUTH_TOO_MANY_REQUESTS', 'AUTH_UNAVAILABLE',
   'AUTH_BAD_CURSOR', 'AUTH_WEAK_PASSWORD', 'AUTH_WRONG_PASSWORD', 'AUTH_INVALID_CLIENT',
+  'AUTH_PASSWORD_CHANGE_REQUIRED',
   'FST_ERR_VALIDATION', 'FST_ERR_CTP_INVALID_JSON_BODY', 'FST_ERR_CTP_EMPTY_JSON_BODY',
   'FST_ERR_CTP_INVALID_MEDIA_TYPE', 'FST_ERR_CTP_BODY_TOO_LARGE', 'FST_ERR_BAD_URL'
 ] as const
@@ -49,6 +53,14 @@ declare module 'fastify' {
     /** The `code` of the error this reply answers with, for the request's log line. */
     errorCode?: string
   }
+}
+
+/**
+ * A 4xx whose body also carries what the client needs for its next step (a token for it):
+ * the error handler adds `fields` to the body and sends it with `Cache-Control: no-store`.
+ */
+export function withFields<E extends Error> (err: E, fields: Record<string, string | string[]>): E {
+  return Object.assign(err, { fields })
 }
 
 /** A 429 that tells the client when to try again (the error handler sends Retry-After). */
@@ -127,5 +139,11 @@ export function errorHandler (this: unknown, err: FastifyError, request: Fastify
   }
   // For the request's log line (the reason of a 4xx from auth, or AUTH_UNAVAILABLE).
   reply.errorCode = code
+  const { fields } = err as { fields?: Record<string, unknown> }
+  if (fields !== undefined && status < 500) {
+    reply.header('cache-control', 'no-store')
+    reply.code(status).send({ statusCode: status, error: STATUS_CODES[status] ?? 'Error', message, code, ...fields })
+    return
+  }
   reply.code(status).send({ statusCode: status, error: STATUS_CODES[status] ?? 'Error', message, code })
 }

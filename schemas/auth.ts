@@ -73,6 +73,47 @@ export const ChangeRoleBody = Type.Object({
   role: ref(Role)
 }, { $id: 'ChangeRoleBody', example: { username: 'alice', role: 'admin' } })
 
+export const CreateUserBody = Type.Object({
+  username: Username,
+  password: Password,
+  role: Type.Optional(ref(Role))
+}, {
+  $id: 'CreateUserBody',
+  description: 'A new account: the password follows the rules of registration; the role is `user` unless given',
+  example: { username: 'bob', password: 'correct horse battery', role: 'user' }
+})
+export type CreateUserBody = Static<typeof CreateUserBody>
+
+export const SetPasswordBody = Type.Object({
+  password: Password
+}, {
+  $id: 'SetPasswordBody',
+  description: 'A temporary password: the user must choose a new one at the next login',
+  example: { password: 'temporary horse battery' }
+})
+
+export const DeleteMeBody = Type.Object({
+  password: Type.String({ minLength: 1, maxLength: 128 })
+}, { $id: 'DeleteMeBody', description: 'The current password, to confirm', example: { password: 'correct horse battery' } })
+
+export const PasswordChangeRequired = Type.Object({
+  statusCode: Type.Literal(403),
+  error: Type.Literal('Forbidden'),
+  message: Type.String(),
+  code: Type.Literal('AUTH_PASSWORD_CHANGE_REQUIRED'),
+  reset_token: Type.String({ description: 'Single use, short-lived: POST it with a new password to /auth/password/reset' })
+}, {
+  $id: 'PasswordChangeRequired',
+  description: 'The password was right, but an admin set it: no session starts until the user chooses a new one',
+  example: {
+    statusCode: 403,
+    error: 'Forbidden',
+    message: 'This password was set by an admin and must be changed: choose a new one with POST /auth/password/reset and the reset_token',
+    code: 'AUTH_PASSWORD_CHANGE_REQUIRED',
+    reset_token: 'Jm3sQk9vX2c4ZbT8yLw0pNq7RfU1eHd6GaVoKiCtY5s'
+  }
+})
+
 export const ChangePasswordBody = Type.Object({
   currentPassword: Type.String({ minLength: 1, maxLength: 128 }),
   newPassword: Password
@@ -101,4 +142,4 @@ export type Session = Static<typeof Session>
 
 /** The shared schemas of this file, added once with addSchema (schemas/index.ts). */
 export const authSchemas: TSchema[] = [Credentials, LoginBody, PasswordGrant, TokenPair, RefreshBody, Me,
-  ChangeRoleBody, ChangePasswordBody, Session]
+  ChangeRoleBody, ChangePasswordBody, Session, CreateUserBody, SetPasswordBody, DeleteMeBody, PasswordChangeRequired]

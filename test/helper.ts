@@ -308,3 +308,26 @@ export async function costs<T> (app: FastifyInstance, fn: () => Promise<T>): Pro
     stream.write = write
   }
 }
+
+/**
+ * Holds the rows `sql` locks in a transaction of the test's own until the returned
+ * release() commits it: requests that need those rows queue behind it, past their door.
+ */
+export async function holdRows (databaseUrl: string, sql: string, params: unknown[] = []): Promise<() => Promise<void>> {
+  const blocker = new pg.Client({ connectionString: databaseUrl })
+  await blocker.connect()
+  await blocker.query('BEGIN')
+  await blocker.query(sql, params)
+  return async () => {
+    await blocker.query('COMMIT')
+    await blocker.end()
+  }
+}
+
+/** Waits (at most 5 s) until `n` queries of the app's database wait for a lock; how many do then. */
+export async function waitingOnLocks (app: FastifyInstance, n: number): Promise<number> {
+  const count = async (): Promise<number> => (await app.db.query(
+    "SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'")).rows[0].n
+  for (let i = 0; i < 500 && await count() < n; i++) await sleep(10)
+  return await count()
+}

@@ -4,8 +4,8 @@ import { Type } from '@sinclair/typebox'
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import { bearer, errors, IdParams, ref } from '../../schemas/common.js'
 import {
-  ChangePasswordBody, ChangeRoleBody, Credentials, LoginBody, Me, PasswordGrant, RefreshBody,
-  Session, TokenPair
+  ChangePasswordBody, ChangeRoleBody, Credentials, DeleteMeBody, LoginBody, Me, PasswordChangeRequired, PasswordGrant,
+  RefreshBody, Session, TokenPair
 } from '../../schemas/auth.js'
 import { User } from '../../schemas/users.js'
 import type { ClientMeta, IssuedSession } from '../../plugins/app/sessions/sessions-service.js'
@@ -75,7 +75,11 @@ const routes: FastifyPluginAsyncTypebox = async function (fastify) {
       response: {
         200: tokenResponse('Signed in: an access token and a single-use refresh token'),
         ...errors(400, [401, 'Wrong username or password, or the user is disabled (one answer for all three)',
-          { code: 'AUTH_BAD_CREDENTIALS', message: 'Invalid username or password' }], 413, 415, 429, 503)
+          { code: 'AUTH_BAD_CREDENTIALS', message: 'Invalid username or password' }], 413, 415, 429, 503),
+        403: {
+          ...ref(PasswordChangeRequired, 'The password is right, but it is a temporary one an admin set: no session; choose a new password with the reset_token'),
+          headers: { 'cache-control': { type: 'string', enum: ['no-store'], description: 'It carries a token: never cached' } }
+        }
       }
     }
   }, async function (request, reply) {
@@ -212,6 +216,30 @@ const routes: FastifyPluginAsyncTypebox = async function (fastify) {
     }
   }, async function (request, reply) {
     await users.changePassword(request.user.sub, request.body.currentPassword, request.body.newPassword, auditContext(request))
+    return reply.code(204).send(null)
+  })
+
+  fastify.delete('/me', {
+    onRequest: [authenticate],
+    // As change-password: a stolen access token must not make an unlimited password oracle.
+    config: perMinute(config.LOGIN_RATE_LIMIT),
+    schema: {
+      tags: ['auth'],
+      security: bearer,
+      operationId: 'deleteMe',
+      summary: 'Delete the signed-in user\'s own account; every session ends',
+      description: 'The password confirms it. A wrong one counts toward the username\'s lockout like a failed login, as in change-password; the one that reaches `LOCKOUT_THRESHOLD` in a row ends the session in use (401). The last active admin cannot delete itself (409). Audited as `user_deleted` (the user as actor and subject).',
+      body: ref(DeleteMeBody),
+      response: {
+        204: Type.Null({ description: 'Deleted: the account is gone and its tokens stop working at once' }),
+        ...errors(400, [401, 'No valid token, or too many wrong passwords in a row: this session has ended'],
+          [403, 'The password is wrong; nothing changed', { code: 'AUTH_WRONG_PASSWORD', message: 'Current password is wrong' }],
+          [409, 'The caller is the last active admin', { message: 'The last admin cannot be demoted, disabled or deleted' }], 413, 415,
+          [429, 'Too many wrong passwords from this client, or too many requests; see Retry-After'], 503)
+      }
+    }
+  }, async function (request, reply) {
+    await users.deleteOwn(request.user.sub, request.body.password, auditContext(request))
     return reply.code(204).send(null)
   })
 }

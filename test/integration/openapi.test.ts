@@ -21,7 +21,7 @@ const CONTRACT = [
   'DELETE /auth/sessions/{id}', 'POST /auth/change-password', 'GET /users', 'GET /users/{id}',
   'PATCH /users/{id}', 'DELETE /users/{id}', 'DELETE /users/{id}/lockout', 'GET /audit', 'GET /health', 'GET /ready',
   'GET /auth/verify', 'POST /clients', 'GET /clients', 'DELETE /clients/{id}', 'POST /clients/{id}/secret',
-  'POST /oauth/introspect', 'POST /oauth/revoke'
+  'POST /oauth/introspect', 'POST /oauth/revoke', 'POST /users', 'POST /users/{id}/password', 'DELETE /auth/me'
 ]
 // Responses whose meaning is their status and headers, without a body: the gateway check.
 const HEADERS_ONLY = ['GET /auth/verify 200']
@@ -219,7 +219,8 @@ t.test('security schemes: bearer JWT, the OAuth 2.0 password grant at /auth/logi
   const signedIn = ['GET /auth/me', 'POST /auth/change-role', 'POST /auth/logout', 'POST /auth/logout-all',
     'GET /auth/sessions', 'DELETE /auth/sessions/{id}', 'POST /auth/change-password', 'GET /users',
     'GET /users/{id}', 'PATCH /users/{id}', 'DELETE /users/{id}', 'DELETE /users/{id}/lockout', 'GET /audit', 'GET /auth/verify',
-    'POST /clients', 'GET /clients', 'DELETE /clients/{id}', 'POST /clients/{id}/secret']
+    'POST /clients', 'GET /clients', 'DELETE /clients/{id}', 'POST /clients/{id}/secret',
+    'POST /users', 'POST /users/{id}/password', 'DELETE /auth/me']
   // Registered clients (other services) authenticate with HTTP Basic.
   const byClient = ['POST /oauth/introspect']
   for (const { key, op } of operations) {
@@ -512,6 +513,37 @@ t.test('every response of every route matches the document', async (t) => {
   await send('DELETE', `/users/${admin.id}`, { headers: asAdmin })
   await send('DELETE', `/users/${bob.id}`)
   await send('DELETE', `/users/${bob.id}`, { headers: asAlice })
+
+  // create a user (admin): 201, 400, 401, 403, 409, 413, 415
+  const dora = (await send('POST', '/users', { headers: asAdmin, payload: { username: ctx.username('dora'), password: PASSWORD, role: 'user' } })).json()
+  await send('POST', '/users', { headers: asAdmin, payload: { username: dora.username.toUpperCase(), password: PASSWORD } })
+  await send('POST', '/users', { headers: asAdmin, payload: { username: ctx.username('weak'), password: 'password123' } })
+  await send('POST', '/users', { headers: asAdmin, payload: huge })
+  await send('POST', '/users', { headers: { ...asAdmin, ...text }, payload: 'hello' })
+  await send('POST', '/users', { payload: { username: ctx.username('anon'), password: PASSWORD } })
+  await send('POST', '/users', { headers: asAlice, payload: { username: ctx.username('anon'), password: PASSWORD } })
+  // a temporary password (admin): 204, 400, 401, 403, 404, 413, 415; then login's 403
+  await send('POST', `/users/${dora.id}/password`, { headers: asAdmin, payload: { password: 'temporary horse staple' } })
+  await send('POST', `/users/${dora.id}/password`, { headers: asAdmin, payload: { password: 'short' } })
+  await send('POST', `/users/${nobody}/password`, { headers: asAdmin, payload: { password: 'temporary horse staple' } })
+  await send('POST', `/users/${dora.id}/password`, { headers: asAdmin, payload: { password: 'x'.repeat(20_000) } })
+  await send('POST', `/users/${dora.id}/password`, { headers: { ...asAdmin, ...text }, payload: 'hello' })
+  await send('POST', `/users/${dora.id}/password`, { payload: { password: 'temporary horse staple' } })
+  await send('POST', `/users/${dora.id}/password`, { headers: asAlice, payload: { password: 'temporary horse staple' } })
+  const changeRequired = await send('POST', '/auth/login', { payload: { username: dora.username, password: 'temporary horse staple' } })
+  t.equal(changeRequired.statusCode, 403)
+  // delete oneself: 204, 400, 401, 403, 409 (the last admin), 413, 415; 429 on the rate-limited instance
+  const gina = await signUp(app, ctx, { label: 'gina' })
+  const asGina = bearer(gina.access)
+  await send('DELETE', '/auth/me', { headers: asGina, payload: { password: 'wrong password' } })
+  await send('DELETE', '/auth/me', { headers: asGina, payload: {} })
+  await send('DELETE', '/auth/me', { headers: asGina, payload: { password: 'x'.repeat(20_000) } })
+  await send('DELETE', '/auth/me', { headers: { ...asGina, ...text }, payload: 'hello' })
+  await send('DELETE', '/auth/me', { payload: { password: PASSWORD } })
+  await send('DELETE', '/auth/me', { headers: asAdmin, payload: { password: PASSWORD } })
+  for (let i = 0; i < 2; i++) await limited.inject({ method: 'DELETE', url: '/auth/me', headers: asGina, payload: { password: 'wrong password' } })
+  await send('DELETE', '/auth/me', { headers: asGina, payload: { password: PASSWORD } })
+  ctx.forget(gina.id)
 
   // audit (admin): 200 (two pages), 400, 401, 403
   const events = (await send('GET', `/audit?limit=2&userId=${carol.id}`, { headers: asAdmin })).json()

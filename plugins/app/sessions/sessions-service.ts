@@ -6,7 +6,7 @@ import type { Session } from '../../../schemas/auth.js'
 import { BadCredentials, NotFound, tooManyRequests, Unauthorized } from '../../../lib/errors.js'
 import type { Db, Queryable } from '../../external/db.js'
 import type { RevocationService } from '../revocation/revocation-service.js'
-import type { AuditContext, AuditRecord, AuditService } from '../audit/audit-service.js'
+import type { AuditContext, AuditRecord, AuditService, ChangeContext } from '../audit/audit-service.js'
 import type { LockoutService } from '../lockout/lockout-service.js'
 import type { UserService } from '../users/users-service.js'
 import type { SessionClaims, SessionsRepository } from './sessions-repository.js'
@@ -208,8 +208,11 @@ export class SessionService {
     await this.end(userId, sid, { ...ctx, type: 'logout', subjectId: userId, detail: { sessionId: sid } })
   }
 
-  /** Ends every session of the user; the caller's session must be live when it commits. */
-  async endAll (userId: string, ctx: AuditContext): Promise<void> {
+  /**
+   * Ends every session of the user; the caller's session (none for the operator at the
+   * command line) must be live when it commits.
+   */
+  async endAll (userId: string, ctx: ChangeContext): Promise<void> {
     await this.revocation.revoke(async (client, revoked) => {
       await this.revocation.requireLiveSession(client, userId, ctx.sessionId)
       const revokedAfterUs = await this.repository.revokeAll(userId, client)

@@ -7,6 +7,8 @@ import { epochUs, fromEpochUs } from '../../../lib/sql.js'
 /** A user with its password hash, as the login path needs it. */
 export interface Account extends User {
   passwordHash: string
+  /** The password is a temporary one an admin set (migrations/008): it must be changed. */
+  temporaryPassword: boolean
 }
 
 /** Where a page of users starts: the (created_at in µs, id) of the last user before it. */
@@ -46,8 +48,10 @@ export class UsersRepository {
   /** The account of a username, matched without regard to case. */
   async findAccount (username: string, client: Queryable = this.db): Promise<Account | null> {
     const { rows } = await client.query(
-      `SELECT ${COLUMNS}, password_hash FROM users WHERE lower(username) = lower($1)`, [username])
-    return rows.length === 0 ? null : { ...toUser(rows[0]), passwordHash: rows[0].password_hash }
+      `SELECT ${COLUMNS}, password_hash, temporary_password_hash IS NOT DISTINCT FROM password_hash AS temporary
+         FROM users WHERE lower(username) = lower($1)`, [username])
+    if (rows.length === 0) return null
+    return { ...toUser(rows[0]), passwordHash: rows[0].password_hash, temporaryPassword: rows[0].temporary }
   }
 
   async findById (id: string, client: Queryable = this.db): Promise<User | null> {
@@ -120,6 +124,17 @@ export class UsersRepository {
       `UPDATE users SET password_hash = $2, revoked_after = clock_timestamp() WHERE id = $1 AND password_hash = $3
        RETURNING ${REVOKED_AFTER_US} AS ra`, [id, passwordHash, previous])
     return rows.length === 0 ? null : rows[0].ra
+  }
+
+  /**
+   * Sets a temporary password (an admin's): in force while it is the password, so any later
+   * change ends it. Every session ends (revoked_after); its new value in µs.
+   */
+  async setTemporaryPassword (id: string, passwordHash: string, client: Queryable): Promise<string> {
+    const { rows } = await client.query(
+      `UPDATE users SET password_hash = $2, temporary_password_hash = $2, revoked_after = clock_timestamp()
+        WHERE id = $1 RETURNING ${REVOKED_AFTER_US} AS ra`, [id, passwordHash])
+    return rows[0].ra
   }
 
   /** Ends one session of the user (revoked_at, database clock); false if it had ended already. */

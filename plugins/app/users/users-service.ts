@@ -5,13 +5,16 @@ import { randomBytes } from 'node:crypto'
 import argon2 from 'argon2'
 import type { Role, User } from '../../../schemas/users.js'
 import { UUID_PATTERN } from '../../../schemas/common.js'
-import { BadCredentials, Conflict, Forbidden, InvalidToken, NotFound, tooManyRequests, WeakPassword, WrongPassword } from '../../../lib/errors.js'
+import {
+  BadCredentials, Conflict, Forbidden, InvalidToken, NotFound, PasswordChangeRequired, tooManyRequests, WeakPassword,
+  withFields, WrongPassword
+} from '../../../lib/errors.js'
 import { clientKey } from '../../../lib/client-ip.js'
 import { loadPasswordPolicy, passwordProblem } from '../../../lib/password-policy.js'
 import { decodeCursor, encodeCursor } from '../../../lib/cursor.js'
 import type { Queryable } from '../../external/db.js'
 import type { RevocationService } from '../revocation/revocation-service.js'
-import type { AuditContext, AuditService } from '../audit/audit-service.js'
+import type { AuditContext, AuditService, ChangeContext } from '../audit/audit-service.js'
 import type { LockoutService } from '../lockout/lockout-service.js'
 import type { Account, UserKey, UsersRepository } from './users-repository.js'
 
@@ -24,6 +27,11 @@ export interface HashOptions {
 /** Which user a change is for: by id (the admin API) or by username (change-role). */
 export type UserRef = { id: string, username?: undefined } | { id?: undefined, username: string }
 
+/** Issues single-use tokens for POST /auth/password/reset (the recovery plugin's). */
+export interface ResetTokens {
+  issue: (userId: string) => Promise<string>
+}
+
 /** A user id no account has: an unknown username's lookups cost the same queries. */
 const NO_USER = '00000000-0000-0000-0000-000000000000'
 
@@ -32,6 +40,7 @@ const CURSOR_PATTERNS = [/^[0-9]{1,18}$/, new RegExp(UUID_PATTERN)]
 
 export class UserService {
   private dummyHash = ''
+  private resetTokens: ResetTokens | undefined
 
   constructor (
     private readonly repository: UsersRepository,
@@ -46,6 +55,11 @@ export class UserService {
     // same argon2 work as "wrong password" and timing does not reveal which it was.
     this.dummyHash = await this.hash(randomBytes(16).toString('hex'))
     loadPasswordPolicy()
+  }
+
+  /** The recovery plugin, registered after this one (it uses it), hands over its reset tokens. */
+  useResetTokens (resetTokens: ResetTokens): void {
+    this.resetTokens = resetTokens
   }
 
   hash (password: string): Promise<string> {
@@ -63,6 +77,24 @@ export class UserService {
   }
 
   /**
+   * An account an admin (or the operator, at the admin command line) creates, with the role
+   * given. The actor's authority holds at commit, as for every admin change.
+   */
+  async create (username: string, password: string, role: Role, ctx: ChangeContext): Promise<User> {
+    const problem = passwordProblem(password, username)
+    if (problem !== null) throw new WeakPassword(problem)
+    // Hashed before the transaction: the admins' rows are not held during argon2.
+    const passwordHash = await this.hash(password)
+    return await this.revocation.revoke(async (client) => {
+      await this.lockAuthority(client, ctx)
+      const user = await this.repository.insert(username, passwordHash, role, client)
+      if (user === null) throw new Conflict('Username is already taken')
+      await this.audit.record({ ...ctx, type: 'user_created', subjectId: user.id, detail: { username: user.username, role } }, client)
+      return user
+    })
+  }
+
+  /**
    * The first admin, from ADMIN_USERNAME/ADMIN_PASSWORD. An existing user of that name is
    * left as it is (never promoted by the environment): 'created', or the existing user.
    */
@@ -73,8 +105,7 @@ export class UserService {
       if (await this.repository.insertIfMissing(username, await this.hash(password), 'admin')) return 'created'
     }
     // Created by another instance starting at the same moment, or there all along.
-    const { passwordHash: _, ...user } = existing ?? await this.repository.findAccount(username) as Account
-    return user
+    return withoutSecrets(existing ?? await this.repository.findAccount(username) as Account)
   }
 
   /**
@@ -103,14 +134,21 @@ export class UserService {
       await this.audit.record({ ...ctx, type: 'login_failed', subjectId: account?.id ?? null, detail: { username, reason, failures: attempt.failures } })
       throw new BadCredentials()
     }
+    if (account.temporaryPassword) {
+      // Right, but an admin set it: the user chooses a new one before any session starts.
+      // (Before the hash upgrade below, which would replace the temporary hash.)
+      await this.lockout.succeeded(username, ctx.ip)
+      await this.audit.record({ ...ctx, type: 'password_change_required', subjectId: account.id })
+      if (this.resetTokens === undefined) throw new Error('temporary password, and no reset tokens to hand out')
+      throw withFields(new PasswordChangeRequired(), { reset_token: await this.resetTokens.issue(account.id) })
+    }
     let passwordHash = account.passwordHash
     if (argon2.needsRehash(passwordHash, this.hashOptions)) {
       // Parameters were raised since this hash was made: upgrade it now that we have the password.
       const upgraded = await this.hash(password)
       if (await this.repository.replacePasswordHash(account.id, passwordHash, upgraded)) passwordHash = upgraded
     }
-    const { passwordHash: _, ...user } = account
-    return { user, passwordHash }
+    return { user: withoutSecrets(account), passwordHash }
   }
 
   /** Does the user have a session (one still kept) from this client (its IPv4 address, or IPv6 /64)? */
@@ -125,6 +163,14 @@ export class UserService {
     return user
   }
 
+  /** A user by id, or by username (without regard to case). */
+  async get (target: UserRef): Promise<User> {
+    if (target.id !== undefined) return await this.getById(target.id)
+    const account = await this.repository.findAccount(target.username)
+    if (account === null) throw new NotFound('User not found')
+    return withoutSecrets(account)
+  }
+
   /** Ordered by (created_at, id): a new user lands after every page already read. */
   async list (opts: { limit: number, cursor?: string }): Promise<{ items: User[], nextCursor: string | null }> {
     const after = opts.cursor === undefined ? null : decodeCursor(opts.cursor, CURSOR_PATTERNS) as UserKey
@@ -137,21 +183,33 @@ export class UserService {
   }
 
   /**
-   * Locks the active admins (in id order, always before the target row, so concurrent
-   * changes cannot deadlock), then the target. Two admins demoting each other at once
-   * are serialised here, and the second one sees the first one's result.
+   * Locks the active admins (in id order, always before any other user's row, so
+   * concurrent changes cannot deadlock); their ids. The actor's authority holds at commit,
+   * not only at the door: an admin demoted or disabled while this request waited (its row
+   * was locked here, so no later change can slip in before COMMIT) is refused, and so is
+   * a session that ended. No actor (the operator at the command line): no check.
    */
-  private async lockForChange (client: Queryable, target: UserRef, actor: AuditContext) {
+  private async lockAuthority (client: Queryable, actor: ChangeContext): Promise<string[]> {
     const admins = await this.repository.lockActiveAdmins(client)
-    // The actor's authority holds at commit, not only at the door: an admin demoted or
-    // disabled while this request waited (its row was locked above, so no later change
-    // can slip in before COMMIT) is refused here, and so is a session that ended.
     if (actor.actorId !== null) {
       if (!admins.includes(actor.actorId)) throw new Forbidden('Requires role admin')
       await this.revocation.requireLiveSession(client, actor.actorId, actor.sessionId, { userLocked: true })
     }
+    return admins
+  }
+
+  /**
+   * Locks the active admins, checking an admin actor's authority (lockAuthority), then the
+   * target. Two admins demoting each other at once are serialised here, and the second one
+   * sees the first one's result. `self`: the actor is the target, acting on its own account
+   * (any role); its session must be live at commit, and a missing user is a dead token.
+   */
+  private async lockForChange (client: Queryable, target: UserRef, actor: ChangeContext, authority: 'admin' | 'self' = 'admin') {
+    const admins = authority === 'admin' ? await this.lockAuthority(client, actor) : await this.repository.lockActiveAdmins(client)
     const current = await this.repository.lock(target, client)
-    if (current === null) throw new NotFound('User not found')
+    if (current === null) throw authority === 'admin' ? new NotFound('User not found') : new InvalidToken('Access token has been revoked')
+    // The user's row is locked now, as requireLiveSession's `userLocked` wants.
+    if (authority === 'self') await this.revocation.requireLiveSession(client, current.id, actor.sessionId, { userLocked: true })
     return {
       current,
       /** Refuses a change that would leave no active admin. */
@@ -164,7 +222,7 @@ export class UserService {
   }
 
   /** Applies role/disabled changes; a change that removes power revokes every token at once. */
-  async update (target: UserRef, patch: { role?: Role, disabled?: boolean }, ctx: AuditContext): Promise<User> {
+  async update (target: UserRef, patch: { role?: Role, disabled?: boolean }, ctx: ChangeContext): Promise<User> {
     return await this.revocation.revoke(async (client, revoked) => {
       const { current, guardLastAdmin } = await this.lockForChange(client, target, ctx)
       const role = patch.role ?? current.role
@@ -190,9 +248,10 @@ export class UserService {
     })
   }
 
-  async delete (id: string, ctx: AuditContext): Promise<void> {
+  /** Deletes a user: an admin's call, or (`self`) the signed-in user's own, its password checked. */
+  async delete (id: string, ctx: ChangeContext, authority: 'admin' | 'self' = 'admin'): Promise<void> {
     await this.revocation.revoke(async (client, revoked) => {
-      const { guardLastAdmin } = await this.lockForChange(client, { id }, ctx)
+      const { guardLastAdmin } = await this.lockForChange(client, { id }, ctx, authority)
       guardLastAdmin()
       const deletedUs = await this.repository.delete(id, client)
       if (deletedUs !== null) revoked.user(id, deletedUs)
@@ -201,36 +260,88 @@ export class UserService {
   }
 
   /** Forgets the failed logins and locks of the user's username (an admin's call). */
-  async clearLockout (id: string, ctx: AuditContext): Promise<void> {
+  async clearLockout (target: UserRef, ctx: ChangeContext): Promise<void> {
     await this.revocation.revoke(async (client) => {
-      const { current } = await this.lockForChange(client, { id }, ctx)
-      await this.audit.record({ ...ctx, type: 'lockout_cleared', subjectId: id }, client)
+      const { current } = await this.lockForChange(client, target, ctx)
+      await this.audit.record({ ...ctx, type: 'lockout_cleared', subjectId: current.id }, client)
       // Last before COMMIT: cleared only while the actor's authority is known to hold.
       await this.lockout.clear(current.username)
     })
   }
 
   /**
+   * An admin (or the operator) sets a temporary password: every session of the user ends,
+   * and the next login with it answers 403 with a reset token instead of a session, so
+   * that the user chooses a password nobody else knows.
+   */
+  async setTemporaryPassword (target: UserRef, password: string, ctx: ChangeContext): Promise<void> {
+    const { username } = await this.get(target)
+    const problem = passwordProblem(password, username)
+    if (problem !== null) throw new WeakPassword(problem)
+    const passwordHash = await this.hash(password)
+    await this.revocation.revoke(async (client, revoked) => {
+      const { current } = await this.lockForChange(client, target, ctx)
+      revoked.user(current.id, await this.repository.setTemporaryPassword(current.id, passwordHash, client))
+      await this.audit.record({ ...ctx, type: 'password_set', subjectId: current.id }, client)
+    })
+  }
+
+  /**
    * Checks the current password, sets the new one and ends every session of the user.
-   * Wrong current passwords count toward the username's lockout like failed logins (a
-   * stolen access token is no unlimited password oracle); the one that reaches the
-   * threshold ends the session in use.
+   * A wrong current password counts as checkOwnPassword() says.
    */
   async changePassword (userId: string, currentPassword: string, newPassword: string, ctx: AuditContext): Promise<void> {
-    const credentials = await this.repository.findCredentials(userId)
-    if (credentials === null) throw new InvalidToken('Access token has been revoked')
-    const { username, passwordHash: current } = credentials
+    const { username, passwordHash: current } = await this.credentials(userId)
     const problem = passwordProblem(newPassword, username)
     if (problem !== null) throw new WeakPassword(problem)
+    await this.checkOwnPassword(userId, { username, passwordHash: current }, currentPassword, ctx, 'password_change_failed')
+    const passwordHash = await this.hash(newPassword)
+    await this.revocation.revoke(async (client, revoked) => {
+      // At commit the caller's session is still live, and the password is still the one
+      // just checked (a concurrent change wins; this one then ends with its session).
+      await this.revocation.requireLiveSession(client, userId, ctx.sessionId)
+      const revokedAfterUs = await this.repository.setPassword(userId, passwordHash, current, client)
+      if (revokedAfterUs === null) throw new InvalidToken('Access token has been revoked')
+      revoked.user(userId, revokedAfterUs)
+      await this.audit.record({ ...ctx, type: 'password_changed', subjectId: userId }, client)
+    })
+  }
+
+  /**
+   * The signed-in user deletes their own account, confirming with the password (counted as
+   * checkOwnPassword() says). At commit the session is still live, so the password checked
+   * is still the one (every change of it ends the sessions), and the last admin stays (409).
+   */
+  async deleteOwn (userId: string, password: string, ctx: AuditContext): Promise<void> {
+    await this.checkOwnPassword(userId, await this.credentials(userId), password, ctx, 'account_delete_failed')
+    await this.delete(userId, ctx, 'self')
+  }
+
+  /** The signed-in user's username and password hash; the user is gone: the token is dead. */
+  private async credentials (userId: string): Promise<{ username: string, passwordHash: string }> {
+    const credentials = await this.repository.findCredentials(userId)
+    if (credentials === null) throw new InvalidToken('Access token has been revoked')
+    return credentials
+  }
+
+  /**
+   * Checks the signed-in user's own password before a change it guards (change-password,
+   * deleting the account). Wrong passwords count toward the username's lockout like
+   * failed logins (a stolen access token is no unlimited password oracle); the one that
+   * reaches the threshold ends the session in use. `failure` is the audit type of a refusal.
+   */
+  private async checkOwnPassword (userId: string, credentials: { username: string, passwordHash: string }, password: string,
+    ctx: AuditContext, failure: 'password_change_failed' | 'account_delete_failed'): Promise<void> {
+    const { username, passwordHash } = credentials
     // The caller holds a live session: strangers' failures across clients do not hold it back.
     const attempt = await this.lockout.attempt(username, ctx.ip, { exempt: true })
     if (attempt.refused) {
-      await this.audit.record({ ...ctx, type: 'password_change_failed', subjectId: userId, detail: { reason: 'locked' } })
+      await this.audit.record({ ...ctx, type: failure, subjectId: userId, detail: { reason: 'locked' } })
       throw tooManyRequests('Too many wrong passwords for this account, try again later', attempt.retryAfter)
     }
-    if (!await argon2.verify(current, currentPassword)) {
+    if (!await argon2.verify(passwordHash, password)) {
       const sid = attempt.failures >= this.lockout.threshold ? ctx.sessionId : null
-      const failed = { ...ctx, type: 'password_change_failed' as const, subjectId: userId, detail: { reason: 'bad_password', failures: attempt.failures, sessionEnded: sid != null } }
+      const failed = { ...ctx, type: failure, subjectId: userId, detail: { reason: 'bad_password', failures: attempt.failures, sessionEnded: sid != null } }
       if (sid == null) {
         await this.audit.record(failed)
         throw new WrongPassword()
@@ -243,15 +354,11 @@ export class UserService {
       throw new InvalidToken('Too many wrong passwords: this session has ended')
     }
     await this.lockout.succeeded(username, ctx.ip)
-    const passwordHash = await this.hash(newPassword)
-    await this.revocation.revoke(async (client, revoked) => {
-      // At commit the caller's session is still live, and the password is still the one
-      // just checked (a concurrent change wins; this one then ends with its session).
-      await this.revocation.requireLiveSession(client, userId, ctx.sessionId)
-      const revokedAfterUs = await this.repository.setPassword(userId, passwordHash, current, client)
-      if (revokedAfterUs === null) throw new InvalidToken('Access token has been revoked')
-      revoked.user(userId, revokedAfterUs)
-      await this.audit.record({ ...ctx, type: 'password_changed', subjectId: userId }, client)
-    })
   }
+}
+
+/** A user as the API shows it: no password hash, no password state. */
+function withoutSecrets (account: Account): User {
+  const { passwordHash: _, temporaryPassword: __, ...user } = account
+  return user
 }
