@@ -52,12 +52,16 @@ export class UserService {
     return argon2.hash(password, { type: argon2.argon2id, ...this.hashOptions })
   }
 
-  /** A new account; recorded as a registration when a request (`ctx`) made it. */
-  async register (username: string, password: string, role: Role = 'user', ctx?: AuditContext): Promise<User> {
+  /**
+   * A new account, its email (if any) unverified; recorded as a registration when a
+   * request (`ctx`) made it.
+   */
+  async register (username: string, password: string, role: Role = 'user', ctx?: AuditContext, email: string | null = null): Promise<User> {
     const problem = passwordProblem(password, username)
     if (problem !== null) throw new WeakPassword(problem)
-    const user = await this.repository.insert(username, await this.hash(password), role)
-    if (user === null) throw new Conflict('Username is already taken')
+    const user = await this.repository.insert(username, await this.hash(password), role, email)
+    if (user === 'username_taken') throw new Conflict('Username is already taken')
+    if (user === 'email_taken') throw new Conflict('Email is already in use')
     if (ctx !== undefined) await this.audit.record({ ...ctx, type: 'register', actorId: user.id, subjectId: user.id })
     return user
   }
@@ -84,8 +88,12 @@ export class UserService {
    * all get through) and settled when the password was right. Returns the user and the
    * password hash it was checked against (a session may start only while it is current).
    */
-  async verifyLogin (username: string, password: string, ctx: AuditContext): Promise<{ user: User, passwordHash: string }> {
-    const account = await this.repository.findAccount(username)
+  async verifyLogin (name: string, password: string, ctx: AuditContext): Promise<{ user: User, passwordHash: string }> {
+    const account = await this.repository.findAccount(name)
+    // `name` is a username or a verified email: the lockout counts the account's username
+    // either way, so taking turns with the two does not double the guesses. A name that
+    // finds no account is counted as given.
+    const username = account?.username ?? name
     let attempt = await this.lockout.attempt(username, ctx.ip)
     // The username is throttled across clients, but a client the user has a session from
     // is not held back by strangers' failures (the "device cookie" idea, by address).
