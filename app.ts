@@ -13,6 +13,7 @@ import metricsPlugin from './plugins/external/metrics.js'
 import requestLoggingPlugin from './plugins/external/request-logging.js'
 import dbPlugin from './plugins/external/db.js'
 import redisPlugin from './plugins/external/redis.js'
+import mailPlugin from './plugins/external/mail.js'
 import securityPlugin from './plugins/external/security.js'
 import swaggerPlugin from './plugins/external/swagger.js'
 import revocationPlugin from './plugins/app/revocation/index.js'
@@ -23,10 +24,12 @@ import usersPlugin from './plugins/app/users/index.js'
 import sessionsPlugin from './plugins/app/sessions/index.js'
 import clientsPlugin from './plugins/app/clients/index.js'
 import oauthPlugin from './plugins/app/oauth/index.js'
+import recoveryPlugin from './plugins/app/recovery/index.js'
 import healthRoutes from './routes/health/index.js'
 import wellKnownRoutes from './routes/well-known/index.js'
 import authRoutes from './routes/auth/index.js'
 import verifyRoutes from './routes/auth/verify.js'
+import recoveryRoutes from './routes/auth/recovery.js'
 import userRoutes from './routes/users/index.js'
 import auditRoutes from './routes/audit/index.js'
 import clientRoutes from './routes/clients/index.js'
@@ -34,7 +37,7 @@ import oauthRoutes from './routes/oauth/index.js'
 
 export interface AppOptions {
   config: Config
-  /** Expired-session purge interval (ms); tests turn it off with 0. */
+  /** Purge interval of expired sessions and recovery tokens and old audit events (ms); tests turn it off with 0. */
   purgeIntervalMs?: number
 }
 
@@ -55,6 +58,8 @@ export async function services (fastify: FastifyInstance, opts: AppOptions): Pro
   const startupTimeoutMs = config.STARTUP_TIMEOUT * 1000
   await fastify.register(dbPlugin, { databaseUrl: config.DATABASE_URL, poolSize: config.DATABASE_POOL_SIZE, startupTimeoutMs })
   await fastify.register(redisPlugin, { url: config.REDIS_URL, keyPrefix: config.REDIS_KEY_PREFIX, startupTimeoutMs })
+  // After the database and Redis: its queue may still use them when the app closes.
+  await fastify.register(mailPlugin, { smtpUrl: config.SMTP_URL, from: config.MAIL_FROM, templatesDir: config.MAIL_TEMPLATES_DIR })
   await fastify.register(revocationPlugin, { accessTtlSeconds: config.ACCESS_TOKEN_TTL })
   await fastify.register(authPlugin, {
     secret: config.jwtKey,
@@ -76,6 +81,11 @@ export async function services (fastify: FastifyInstance, opts: AppOptions): Pro
     maxLifetime: config.SESSION_MAX_LIFETIME,
     reuseInterval: config.REFRESH_REUSE_INTERVAL,
     refreshRateLimit: config.REFRESH_RATE_LIMIT,
+    purgeIntervalMs: opts.purgeIntervalMs
+  })
+  await fastify.register(recoveryPlugin, {
+    accountLimit: config.RECOVERY_ACCOUNT_LIMIT,
+    appUrl: config.APP_URL,
     purgeIntervalMs: opts.purgeIntervalMs
   })
   await fastify.register(clientsPlugin)
@@ -103,6 +113,7 @@ async function app (fastify: FastifyInstance, opts: AppOptions): Promise<void> {
   await fastify.register(wellKnownRoutes)
   await fastify.register(authRoutes, { prefix: '/auth' })
   await fastify.register(verifyRoutes, { prefix: '/auth' })
+  await fastify.register(recoveryRoutes, { prefix: '/auth' })
   await fastify.register(userRoutes, { prefix: '/users' })
   await fastify.register(auditRoutes, { prefix: '/audit' })
   await fastify.register(clientRoutes, { prefix: '/clients' })

@@ -16,6 +16,10 @@ export const Conflict = createError('AUTH_CONFLICT', '%s', 409)
 export const WeakPassword = createError('AUTH_WEAK_PASSWORD', '%s', 400)
 export const WrongPassword = createError('AUTH_WRONG_PASSWORD', 'Current password is wrong', 403)
 export const TooManyRequests = createError('AUTH_TOO_MANY_REQUESTS', '%s', 429)
+/** A password-reset or email-verification token that is unknown, used, expired or superseded. */
+export const InvalidRecoveryToken = createError('AUTH_INVALID_RECOVERY_TOKEN', 'Invalid or expired token', 400)
+/** A flow that sends mail, on a service without SMTP_URL. */
+export const MailDisabled = createError('AUTH_MAIL_DISABLED', 'Mail is not configured on this service (SMTP_URL)', 501)
 /** The password is a temporary one an admin set: the login hands out a reset token instead of tokens. */
 export const PasswordChangeRequired = createError('AUTH_PASSWORD_CHANGE_REQUIRED',
   'This password was set by an admin and must be changed: choose a new one with POST /auth/password/reset and the reset_token', 403)
@@ -33,6 +37,7 @@ export const ERROR_CODES = [
   'AUTH_FORBIDDEN', 'AUTH_NOT_FOUND', 'AUTH_CONFLICT', 'AUTH_TOO_MANY_REQUESTS', 'AUTH_UNAVAILABLE',
   'AUTH_BAD_CURSOR', 'AUTH_WEAK_PASSWORD', 'AUTH_WRONG_PASSWORD', 'AUTH_INVALID_CLIENT',
   'AUTH_PASSWORD_CHANGE_REQUIRED',
+  'AUTH_INVALID_RECOVERY_TOKEN', 'AUTH_MAIL_DISABLED',
   'FST_ERR_VALIDATION', 'FST_ERR_CTP_INVALID_JSON_BODY', 'FST_ERR_CTP_EMPTY_JSON_BODY',
   'FST_ERR_CTP_INVALID_MEDIA_TYPE', 'FST_ERR_CTP_BODY_TOO_LARGE', 'FST_ERR_BAD_URL'
 ] as const
@@ -122,7 +127,7 @@ export function errorHandler (this: unknown, err: FastifyError, request: Fastify
     // An answered request's own line carries the code; this one says what failed, and how.
     request.log.warn({ dependency, err: { message: err.message, code: err.code } }, `${dependency} unavailable`)
     reply.header('retry-after', '1')
-  } else if (status < 400 || status >= 500) {
+  } else if (status < 400 || (status >= 500 && code !== 'AUTH_MAIL_DISABLED')) {
     request.log.error({ err }, 'unexpected error')
     status = 500
     message = 'Internal Server Error'

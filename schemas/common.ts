@@ -105,6 +105,10 @@ const ERRORS: Record<number, { description: string, example: HttpError, headers?
     example: { statusCode: 429, code: 'AUTH_TOO_MANY_REQUESTS', error: 'Too Many Requests', message: 'Too many requests, retry in 1 minute' },
     headers: retryAfter
   },
+  501: {
+    description: 'This flow sends mail, and the service has no mail configured (SMTP_URL): nothing was done',
+    example: { statusCode: 501, code: 'AUTH_MAIL_DISABLED', error: 'Not Implemented', message: 'Mail is not configured on this service (SMTP_URL)' }
+  },
   503: {
     description: 'PostgreSQL or Redis is unreachable; nothing was changed, try again',
     example: { statusCode: 503, code: 'AUTH_UNAVAILABLE', error: 'Service Unavailable', message: 'Service temporarily unavailable, try again' },

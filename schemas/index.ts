@@ -9,6 +9,7 @@ import { healthSchemas } from './health.js'
 import { wellKnownSchemas } from './well-known.js'
 import { clientSchemas } from './clients.js'
 import { oauthSchemas } from './oauth.js'
+import { recoverySchemas } from './recovery.js'
 
 export const sharedSchemas: TSchema[] = [...commonSchemas, ...userSchemas, ...authSchemas, ...auditSchemas,
-  ...healthSchemas, ...wellKnownSchemas, ...clientSchemas, ...oauthSchemas]
+  ...healthSchemas, ...wellKnownSchemas, ...clientSchemas, ...oauthSchemas, ...recoverySchemas]

@@ -107,7 +107,7 @@ type Command = (app: FastifyInstance, args: string[]) => Promise<string>
 
 const COMMANDS: Record<string, Command> = {
   async 'create-admin' (app, [name]) {
-    const user = await app.users.create(username(name), await readPassword(name), 'admin', OPERATOR)
+    const user = await app.users.create(username(name), await readPassword(name), 'admin', null, OPERATOR)
     return `created admin ${user.username} (${user.id})`
   },
   async 'reset-password' (app, [name, option]) {

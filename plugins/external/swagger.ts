@@ -16,6 +16,7 @@ export default fp(async function swaggerPlugin (fastify) {
       },
       tags: [
         { name: 'auth', description: 'Sign in, tokens and sessions' },
+        { name: 'recovery', description: 'Password reset and email verification (mail over SMTP)' },
         { name: 'admin', description: 'Administration (role admin)' },
         { name: 'oauth', description: 'Token introspection and revocation for other services (RFC 7662, RFC 7009)' },
         { name: 'ops', description: 'Health and readiness' }

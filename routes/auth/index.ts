@@ -18,7 +18,7 @@ const tokenResponse = (description: string) => ({
 })
 
 const routes: FastifyPluginAsyncTypebox = async function (fastify) {
-  const { users, sessions, tokens, authenticate, requireRole, config } = fastify
+  const { users, sessions, tokens, recovery, authenticate, requireRole, config } = fastify
   const perMinute = (max: number) => ({ rateLimit: { max, timeWindow: 60_000 } })
 
   function clientMeta (request: FastifyRequest): ClientMeta {
@@ -47,15 +47,18 @@ const routes: FastifyPluginAsyncTypebox = async function (fastify) {
       tags: ['auth'],
       operationId: 'register',
       summary: 'Create an account (role user; a role in the body is ignored)',
-      description: 'Usernames are 3–32 characters of `A–Z a–z 0–9 _ . -`, unique without regard to case and kept as registered. Passwords are 8–128 characters, every one counts. Rate-limited per client IP.',
+      description: 'Usernames are 3–32 characters of `A–Z a–z 0–9 _ . -`, unique without regard to case and kept as registered. Passwords are 8–128 characters, every one counts. An email is optional, unique without regard to case; it starts unverified and, with mail configured, gets a verification mail. Rate-limited per client IP.',
       body: ref(Credentials),
       response: {
         201: ref(User, 'The new account, role user'),
-        ...errors(400, [409, 'The username is taken (in any case)'], 413, 415, 429, 503)
+        ...errors(400, [409, 'The username is taken (in any case), or the email is another account\'s'], 413, 415, 429, 503)
       }
     }
   }, async function (request, reply) {
-    const user = await users.register(request.body.username, request.body.password, 'user', auditContext(request))
+    const { username, password, email } = request.body
+    const user = await users.register(username, password, 'user', auditContext(request), email ?? null)
+    // A given email gets its verification mail after this answer (none without SMTP_URL).
+    recovery.sendVerification(user)
     return reply.code(201).header('cache-control', 'no-store').send(user)
   })
 

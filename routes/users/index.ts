@@ -7,7 +7,7 @@ import { CreateUserBody, SetPasswordBody } from '../../schemas/auth.js'
 import { auditContext } from '../../plugins/app/audit/audit-service.js'
 
 const routes: FastifyPluginAsyncTypebox = async function (fastify) {
-  const { users, authenticate, requireRole } = fastify
+  const { users, recovery, authenticate, requireRole } = fastify
   fastify.addHook('onRequest', authenticate)
   fastify.addHook('onRequest', requireRole('admin'))
   const security = bearer
@@ -30,17 +30,19 @@ const routes: FastifyPluginAsyncTypebox = async function (fastify) {
       tags: ['admin'],
       operationId: 'createUser',
       summary: 'Create an account, with the role given (default user)',
-      description: 'The username and password follow the rules of registration. The admin\'s authority is checked when the account is written: an admin demoted, or whose session ended, while the request waited creates nothing. Audited as `user_created`.',
+      description: 'The username and password follow the rules of registration; an email starts unverified and, with mail configured, gets a verification mail. The admin\'s authority is checked when the account is written: an admin demoted, or whose session ended, while the request waited creates nothing. Audited as `user_created`.',
       security,
       body: ref(CreateUserBody),
       response: {
         201: ref(User, 'The new account'),
-        ...errors(400, 401, 403, [409, 'The username is taken (in any case)', { message: 'Username is already taken' }], 413, 415, 503)
+        ...errors(400, 401, 403, [409, 'The username is taken (in any case), or the email is another account\'s', { message: 'Username is already taken' }], 413, 415, 503)
       }
     }
   }, async function (request, reply) {
-    const { username, password, role } = request.body
-    const user = await users.create(username, password, role ?? 'user', auditContext(request))
+    const { username, password, role, email } = request.body
+    const user = await users.create(username, password, role ?? 'user', email ?? null, auditContext(request))
+    // As at registration: the verification mail goes after this answer (none without SMTP_URL).
+    recovery.sendVerification(user)
     return reply.code(201).send(user)
   })
 

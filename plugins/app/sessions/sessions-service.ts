@@ -77,16 +77,19 @@ export class SessionService {
     private readonly log: FastifyBaseLogger
   ) {}
 
-  /** Checks the credentials and starts a session (one PostgreSQL round trip after argon2). */
-  async login (username: string, password: string, meta: ClientMeta): Promise<IssuedSession> {
-    const { user, passwordHash } = await this.users.verifyLogin(username, password, meta)
+  /**
+   * Checks the credentials (`name`: a username, or a verified email) and starts a session
+   * (one PostgreSQL round trip after argon2).
+   */
+  async login (name: string, password: string, meta: ClientMeta): Promise<IssuedSession> {
+    const { user, passwordHash } = await this.users.verifyLogin(name, password, meta)
     const { token, hash } = newRefreshToken()
     const lifetime = Math.min(this.settings.refreshTtl, this.settings.maxLifetime)
     const endsAt = Math.floor(Date.now() / 1000) + lifetime
     // A success ends the run of failures; both round trips at once.
     const [claims] = await Promise.all([
       this.repository.create(user.id, passwordHash, meta, hash, lifetime),
-      this.lockout.succeeded(username, meta.ip)
+      this.lockout.succeeded(user.username, meta.ip)
     ])
     // Same answer as any failed login: a user disabled, or whose password changed, while
     // this login was checking the old one learns nothing more.

@@ -16,7 +16,7 @@ import type { Queryable } from '../../external/db.js'
 import type { RevocationService } from '../revocation/revocation-service.js'
 import type { AuditContext, AuditService, ChangeContext } from '../audit/audit-service.js'
 import type { LockoutService } from '../lockout/lockout-service.js'
-import type { Account, UserKey, UsersRepository } from './users-repository.js'
+import type { Account, Taken, UserKey, UsersRepository } from './users-repository.js'
 
 export interface HashOptions {
   memoryCost: number
@@ -66,12 +66,14 @@ export class UserService {
     return argon2.hash(password, { type: argon2.argon2id, ...this.hashOptions })
   }
 
-  /** A new account; recorded as a registration when a request (`ctx`) made it. */
-  async register (username: string, password: string, role: Role = 'user', ctx?: AuditContext): Promise<User> {
+  /**
+   * A new account, its email (if any) unverified; recorded as a registration when a
+   * request (`ctx`) made it.
+   */
+  async register (username: string, password: string, role: Role = 'user', ctx?: AuditContext, email: string | null = null): Promise<User> {
     const problem = passwordProblem(password, username)
     if (problem !== null) throw new WeakPassword(problem)
-    const user = await this.repository.insert(username, await this.hash(password), role)
-    if (user === null) throw new Conflict('Username is already taken')
+    const user = created(await this.repository.insert(username, await this.hash(password), role, email))
     if (ctx !== undefined) await this.audit.record({ ...ctx, type: 'register', actorId: user.id, subjectId: user.id })
     return user
   }
@@ -80,15 +82,14 @@ export class UserService {
    * An account an admin (or the operator, at the admin command line) creates, with the role
    * given. The actor's authority holds at commit, as for every admin change.
    */
-  async create (username: string, password: string, role: Role, ctx: ChangeContext): Promise<User> {
+  async create (username: string, password: string, role: Role, email: string | null, ctx: ChangeContext): Promise<User> {
     const problem = passwordProblem(password, username)
     if (problem !== null) throw new WeakPassword(problem)
     // Hashed before the transaction: the admins' rows are not held during argon2.
     const passwordHash = await this.hash(password)
     return await this.revocation.revoke(async (client) => {
       await this.lockAuthority(client, ctx)
-      const user = await this.repository.insert(username, passwordHash, role, client)
-      if (user === null) throw new Conflict('Username is already taken')
+      const user = created(await this.repository.insert(username, passwordHash, role, email, client))
       await this.audit.record({ ...ctx, type: 'user_created', subjectId: user.id, detail: { username: user.username, role } }, client)
       return user
     })
@@ -115,8 +116,12 @@ export class UserService {
    * all get through) and settled when the password was right. Returns the user and the
    * password hash it was checked against (a session may start only while it is current).
    */
-  async verifyLogin (username: string, password: string, ctx: AuditContext): Promise<{ user: User, passwordHash: string }> {
-    const account = await this.repository.findAccount(username)
+  async verifyLogin (name: string, password: string, ctx: AuditContext): Promise<{ user: User, passwordHash: string }> {
+    const account = await this.repository.findAccount(name)
+    // `name` is a username or a verified email: the lockout counts the account's username
+    // either way, so taking turns with the two does not double the guesses. A name that
+    // finds no account is counted as given.
+    const username = account?.username ?? name
     let attempt = await this.lockout.attempt(username, ctx.ip)
     // The username is throttled across clients, but a client the user has a session from
     // is not held back by strangers' failures (the "device cookie" idea, by address).
@@ -355,6 +360,13 @@ export class UserService {
     }
     await this.lockout.succeeded(username, ctx.ip)
   }
+}
+
+/** The user an insert made, or the 409 of the value that was taken. */
+function created (user: User | Taken): User {
+  if (user === 'username_taken') throw new Conflict('Username is already taken')
+  if (user === 'email_taken') throw new Conflict('Email is already in use')
+  return user
 }
 
 /** A user as the API shows it: no password hash, no password state. */
