@@ -5,7 +5,7 @@ import t from 'tap'
 import pg from 'pg'
 import { setTimeout as sleep } from 'node:timers/promises'
 import type { LightMyRequestResponse } from 'fastify'
-import { bearer, build, context, login, me, PASSWORD, signUp, type Account } from '../helper.js'
+import { bearer, build, context, holdRows, login, me, PASSWORD, signUp, untilLockWaiters, type Account } from '../helper.js'
 
 const ctx = await context(t, { ownDatabase: true })
 const app = await build(t, ctx)
@@ -509,27 +509,10 @@ t.test('authority is checked at commit, not only at the door', async (t) => {
   // A pool large enough that every request below is inside its transaction at once.
   const wide = await build(t, ctx, { DATABASE_POOL_SIZE: 40 })
 
-  /** Queries of this database waiting for a lock. */
-  async function waiting (): Promise<number> {
-    const { rows } = await app.db.query(
-      "SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'")
-    return rows[0].n
-  }
   async function untilWaiting (n: number): Promise<void> {
-    for (let i = 0; i < 500 && await waiting() < n; i++) await sleep(10)
-    t.equal(await waiting(), n, `${n} requests wait for the rows`)
+    t.equal(await untilLockWaiters(app, n), n, `${n} requests wait for the rows`)
   }
-  /** Holds the rows `sql` locks in a transaction of the test's own until release(). */
-  async function hold (sql: string, params: unknown[]) {
-    const blocker = new pg.Client({ connectionString: ctx.databaseUrl })
-    await blocker.connect()
-    await blocker.query('BEGIN')
-    await blocker.query(sql, params)
-    return async () => {
-      await blocker.query('COMMIT')
-      await blocker.end()
-    }
-  }
+  const hold = (sql: string, params: unknown[]) => holdRows(t, ctx.databaseUrl, sql, params)
 
   t.test('an admin demoted while 30 of its changes wait commits none of them', async (t) => {
     const a = await signUp(wide, ctx, { role: 'admin', label: 'demoted' })

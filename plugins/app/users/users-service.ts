@@ -145,19 +145,29 @@ export class UserService {
   }
 
   /**
-   * Locks the active admins (in id order, always before the target row, so concurrent
-   * changes cannot deadlock), then the target. Two admins demoting each other at once
-   * are serialised here, and the second one sees the first one's result.
+   * Inside an admin's change, before it writes: the actor's authority holds at commit,
+   * not only at the door. Locks the active admins until COMMIT (in id order, always before
+   * any other row, so concurrent changes cannot deadlock), then refuses an actor that is
+   * no longer one of them (demoted, disabled or deleted while its request waited: 403)
+   * or whose session has ended (401). With the actor's row locked, no later demotion or
+   * logout can slip in before COMMIT: they wait for this change, or it saw them. An actor
+   * of null (the service itself, at start-up) is not checked. The active admins' ids.
    */
-  private async lockForChange (client: Queryable, target: UserRef, actor: AuditContext) {
+  async requireAdmin (client: Queryable, actor: AuditContext): Promise<string[]> {
     const admins = await this.repository.lockActiveAdmins(client)
-    // The actor's authority holds at commit, not only at the door: an admin demoted or
-    // disabled while this request waited (its row was locked above, so no later change
-    // can slip in before COMMIT) is refused here, and so is a session that ended.
     if (actor.actorId !== null) {
       if (!admins.includes(actor.actorId)) throw new Forbidden('Requires role admin')
       await this.revocation.requireLiveSession(client, actor.actorId, actor.sessionId, { userLocked: true })
     }
+    return admins
+  }
+
+  /**
+   * The actor's authority (requireAdmin), then the target's row. Two admins demoting each
+   * other at once are serialised here, and the second one sees the first one's result.
+   */
+  private async lockForChange (client: Queryable, target: UserRef, actor: AuditContext) {
+    const admins = await this.requireAdmin(client, actor)
     const current = await this.repository.lock(target, client)
     if (current === null) throw new NotFound('User not found')
     return {
