@@ -1,10 +1,10 @@
 // Shared by run.ts and profile.ts: building, child processes (pinned to a core, always
-// stopped), /proc sampling, the service's production environment, and clean-up of the
-// benchmark's own database and Redis keys.
+// stopped), /proc sampling, the service's production environment, nginx with the
+// examples' configuration, and clean-up of the benchmark's own database and Redis keys.
 import { spawn, execFileSync, type ChildProcess } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
 import { existsSync, openSync, closeSync, readFileSync } from 'node:fs'
-import { createServer, type AddressInfo } from 'node:net'
+import { mkdir, writeFile } from 'node:fs/promises'
 import { availableParallelism } from 'node:os'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -13,6 +13,7 @@ import pg from 'pg'
 import { Redis } from 'ioredis'
 import type { LoadResult } from './stats.js'
 import type { LoadSpec } from './load.js'
+import { findNginx, nginxArgs, nginxConfig } from '../test/support/gateway-config.js'
 
 export const ROOT = dirname(dirname(fileURLToPath(import.meta.url)))
 /** Compiled benchmark children (bench/tsconfig.json), plain `node`, no loader. */
@@ -231,16 +232,7 @@ export function sampler (pid: number, intervalMs = 200): { stop: () => Sample } 
 
 // ---------------------------------------------------------------- network
 
-export async function freePort (): Promise<number> {
-  return await new Promise((resolve, reject) => {
-    const s = createServer()
-    s.once('error', reject)
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address() as AddressInfo
-      s.close(() => resolve(port))
-    })
-  })
-}
+export { freePort } from '../lib/free-port.js'
 
 /** Polls until the server answers anything on `path` (bounded), or its process exits. */
 export async function waitForHttp (child: ChildProcess, url: string, timeoutMs = 60_000): Promise<void> {
@@ -292,10 +284,10 @@ export function strongSecret (): string {
 
 export interface TokenPair { access_token: string, refresh_token: string }
 
-async function postJson (url: string, body: unknown): Promise<{ status: number, json: any }> {
+async function postJson (url: string, body: unknown, headers: Record<string, string> = {}): Promise<{ status: number, json: any }> {
   const res = await fetch(url, {
     method: 'POST',
-    headers: { 'content-type': 'application/json' },
+    headers: { ...headers, 'content-type': 'application/json' },
     body: JSON.stringify(body),
     signal: AbortSignal.timeout(10_000)
   })
@@ -313,6 +305,16 @@ export async function login (base: string, username: string, password: string): 
   return r.json as TokenPair
 }
 
+/**
+ * A client registered by an admin (POST /clients): the credentials a downstream service
+ * introspects with.
+ */
+export async function registerClient (base: string, adminAccess: string, name: string): Promise<{ clientId: string, clientSecret: string }> {
+  const r = await postJson(`${base}/clients`, { name }, { authorization: `Bearer ${adminAccess}` })
+  if (r.status !== 201) throw new Error(`register a client: ${r.status} ${JSON.stringify(r.json)}`)
+  return r.json
+}
+
 /** n fresh refresh tokens (n logins, two at a time: not part of any measurement). */
 export async function refreshPool (base: string, username: string, password: string, n: number): Promise<string[]> {
   const out: string[] = []
@@ -323,10 +325,43 @@ export async function refreshPool (base: string, username: string, password: str
   return out
 }
 
-export async function expectStatus (url: string, headers: Record<string, string>, status: number): Promise<void> {
-  const res = await fetch(url, { headers, signal: AbortSignal.timeout(10_000) })
+/** A GET (a POST with `body`) that must answer `status`; the body it answered. */
+export async function expectStatus (url: string, headers: Record<string, string>, status: number, body?: string): Promise<string> {
+  const method = body === undefined ? 'GET' : 'POST'
+  const res = await fetch(url, { method, headers, body, signal: AbortSignal.timeout(10_000) })
   const text = await res.text()
-  if (res.status !== status) throw new Error(`GET ${url}: expected ${status}, got ${res.status} ${text}`)
+  if (res.status !== status) throw new Error(`${method} ${url}: expected ${status}, got ${res.status} ${text}`)
+  return text
+}
+
+// ---------------------------------------------------------------- nginx
+
+/**
+ * Debian's nginx, from a directory of its own and pinned with the servers, running
+ * examples/nginx/auth.conf as the gateway tests do (auth_request to the service's
+ * /auth/verify) on `ports.gated`, and beside it a server on `ports.direct` that proxies
+ * to the same upstream without asking anyone. One process (`master_process off`): the
+ * pid that is sampled is the one that serves, and a SIGKILL leaves no worker behind.
+ * Requests are not logged: the disk is not what is measured.
+ */
+export async function startNginx (dir: string, ports: { service: number, upstream: number, gated: number, direct: number }): Promise<ChildProcess> {
+  await mkdir(dir, { recursive: true })
+  const conf = join(dir, 'nginx.conf')
+  // `api` is the upstream block of examples/nginx/auth.conf: the same keep-alive pool.
+  const direct = `  server {
+    listen 127.0.0.1:${ports.direct};
+    location / {
+      proxy_pass http://api;
+      proxy_set_header Host $host;
+      proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+      proxy_set_header X-Forwarded-Proto $scheme;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+    }
+  }
+`
+  await writeFile(conf, await nginxConfig(dir, { listen: ports.gated, auth: ports.service, upstream: ports.upstream }, { accessLog: false, extra: direct }))
+  return start(findNginx(), nginxArgs(dir, conf, ' master_process off;'), { core: SERVER_CORE, logFile: join(dir, 'nginx.out') })
 }
 
 // ---------------------------------------------------------------- load

@@ -2,10 +2,13 @@
 //
 // Builds the service and starts two instances of it (production settings, their own
 // database and Redis prefix, logs to files): one serves only GET /auth/me, so its memory
-// is that of the hot path; the other serves login and refresh. Two yardstick servers run
-// beside them, all pinned to core 0. autocannon, pinned to core 1, drives each target in
-// short interleaved rounds; the medians are printed: requests/s, p50/p99 latency, server
-// RSS and CPU, and the service/yardstick ratios. Targets are reported, not asserted.
+// is that of the hot path; the other serves login, refresh, introspection and the
+// gateway's /auth/verify. Two yardstick servers run beside them, a downstream service
+// protected by the resource-server plugin, and nginx with auth_request in front of the
+// bare server (and, on another port, proxying to it straight), all pinned to core 0.
+// autocannon, pinned to core 1, drives each target in short interleaved rounds; the
+// medians are printed: requests/s, p50/p99 latency, server RSS and CPU, and the
+// service/yardstick ratios. Targets are reported, not asserted.
 // Everything it starts is stopped, and its Redis keys and database are removed, whatever
 // happens. See docs/benchmarks.md.
 import { execFileSync, type ChildProcess } from 'node:child_process'
@@ -16,9 +19,10 @@ import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import {
   ARGON2, BENCH_DIST, DB_NAME, PINNING, PRODUCTION_NODE_ARGS, REDIS_PREFIX, ROOT, SERVER_CORE, SERVICE_NODE_ARGS, build, deleteRedisKeys,
-  dropDatabase, expectStatus, freePort, load, log, login, refreshPool, register, rssKiB, run, sampler,
-  serviceEnv, start, stop, stopAll, strongSecret, waitForHttp, type Sample
+  dropDatabase, expectStatus, freePort, load, log, login, refreshPool, register, registerClient, rssKiB, run, sampler,
+  serviceEnv, start, startNginx, stop, stopAll, strongSecret, waitForHttp, type Sample
 } from './lib.js'
+import type { LoadSpec } from './load.js'
 import { median, type LoadResult } from './stats.js'
 
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 5)
@@ -28,9 +32,9 @@ const ME_CONNECTIONS = 50
 const LOGIN_CONNECTIONS = 2
 const REFRESH_CONNECTIONS = Number(process.env.BENCH_REFRESH_CONNECTIONS ?? 10)
 /** Nothing here may run away: the whole benchmark is abandoned after this. */
-const DEADLINE_MS = 6 * 60_000
+const DEADLINE_MS = 10 * 60_000
 
-type Key = 'bare' | 'floor' | 'me' | 'login' | 'refresh' | 'argon2'
+type Key = 'bare' | 'floor' | 'me' | 'login' | 'refresh' | 'argon2' | 'introspect' | 'downstream' | 'nginxDirect' | 'nginxAuth'
 
 interface Target {
   key: Key
@@ -127,6 +131,17 @@ function startServer (args: string[], env: NodeJS.ProcessEnv, logFile?: string):
   return start(process.execPath, args, { core: SERVER_CORE, env, cwd: workDir, logFile })
 }
 
+/** A target that is one request under load, measured at the process that answers it. */
+function httpTarget (key: Key, label: string, proc: string, pid: number, spec: Omit<LoadSpec, 'durationSec'>): Target {
+  return {
+    key,
+    label,
+    proc,
+    connections: spec.connections,
+    measure: async (s) => await measured(pid, async () => await load({ ...spec, durationSec: s }))
+  }
+}
+
 interface Instance { name: string, child: ChildProcess, pid: number, url: string, logFile: string, idleRssKiB: number | null }
 
 async function main (): Promise<void> {
@@ -140,17 +155,20 @@ async function main (): Promise<void> {
 
   // ---- servers
   const secret = strongSecret()
+  // The first admin, created at start-up: it registers the downstream service's client.
+  const admin = { ADMIN_USERNAME: `bench_admin_${randomBytes(4).toString('hex')}`, ADMIN_PASSWORD: randomBytes(24).toString('base64') }
   async function service (name: string): Promise<Instance> {
     const port = await freePort()
     const logFile = join(workDir, `service-${name.slice(1, 2)}.log`)
     // cwd is the scratch directory: no stray .env is read, and the log lands there.
-    const child = startServer([...PRODUCTION_NODE_ARGS, ...SERVICE_NODE_ARGS, join(ROOT, 'dist', 'server.js')], serviceEnv(port, secret), logFile)
+    const child = startServer([...PRODUCTION_NODE_ARGS, ...SERVICE_NODE_ARGS, join(ROOT, 'dist', 'server.js')],
+      { ...serviceEnv(port, secret), ...admin }, logFile)
     const url = `http://127.0.0.1:${port}`
     await waitForHttp(child, `${url}/health`)
     return { name, child, pid: child.pid as number, url, logFile, idleRssKiB: rssKiB(child.pid as number) }
   }
   // The first one creates the database and migrates it; the second finds it ready.
-  const auth = await service('#2 (login, refresh)')
+  const auth = await service('#2 (login, refresh, introspection, /auth/verify)')
   const me = await service('#1 (/auth/me only)')
   const [barePort, floorPort] = [await freePort(), await freePort()]
   const bare = startServer([join(BENCH_DIST, 'bare-server.js')], { PATH: process.env.PATH, PORT: String(barePort) })
@@ -176,39 +194,47 @@ async function main (): Promise<void> {
   const loginBody = JSON.stringify({ username, password })
   const json = { 'content-type': 'application/json' }
 
+  // ---- a downstream service with its registered client, and nginx in front of the bare server
+  const { access_token: adminAccess } = await login(svc, admin.ADMIN_USERNAME, admin.ADMIN_PASSWORD)
+  const client = await registerClient(svc, adminAccess, 'bench downstream')
+  const [downstreamPort, gatedPort, directPort] = [await freePort(), await freePort(), await freePort()]
+  const downstream = startServer([join(BENCH_DIST, 'downstream-server.js')], {
+    ...serviceEnv(downstreamPort, secret), AUTH_URL: svc, AUTH_CLIENT_ID: client.clientId, AUTH_CLIENT_SECRET: client.clientSecret
+  }, join(workDir, 'downstream.log'))
+  const downstreamUrl = `http://127.0.0.1:${downstreamPort}/me`
+  const nginx = await startNginx(join(workDir, 'nginx'), { service: Number(new URL(svc).port), upstream: barePort, gated: gatedPort, direct: directPort })
+  const [gatedUrl, directUrl] = [`http://127.0.0.1:${gatedPort}/`, `http://127.0.0.1:${directPort}/`]
+  await Promise.all([waitForHttp(downstream, downstreamUrl), waitForHttp(nginx, gatedUrl)])
+  log(`downstream pid ${downstream.pid}, nginx pid ${nginx.pid}`)
+  await expectStatus(downstreamUrl, authz, 200)
+  await expectStatus(gatedUrl, {}, 401)
+  await expectStatus(gatedUrl, authz, 200)
+  await expectStatus(directUrl, authz, 200)
+  const introspection = {
+    url: `${svc}/oauth/introspect`,
+    headers: {
+      authorization: `Basic ${Buffer.from(`${client.clientId}:${client.clientSecret}`).toString('base64')}`,
+      'content-type': 'application/x-www-form-urlencoded'
+    },
+    body: `token=${accessToken}`
+  }
+  // An inactive answer is a 200 too: make sure the measured one is the full answer.
+  const answer = await expectStatus(introspection.url, introspection.headers, 200, introspection.body)
+  if (JSON.parse(answer).active !== true) throw new Error(`introspection: the token is not active: ${answer}`)
+
+  const get = { method: 'GET', connections: ME_CONNECTIONS } as const
   const targets: Target[] = [
-    {
-      key: 'bare',
-      proc: 'bare server',
-      label: 'bare Fastify `{ hello: world }`',
-      connections: ME_CONNECTIONS,
-      measure: async (s) => await measured(bare.pid as number, async () =>
-        await load({ url: bareUrl, method: 'GET', connections: ME_CONNECTIONS, durationSec: s }))
-    },
-    {
-      key: 'floor',
-      proc: 'floor server',
-      label: 'floor: @fastify/jwt verify + 1 HMGET',
-      connections: ME_CONNECTIONS,
-      measure: async (s) => await measured(floor.pid as number, async () =>
-        await load({ url: floorUrl, method: 'GET', headers: authz, connections: ME_CONNECTIONS, durationSec: s }))
-    },
-    {
-      key: 'me',
-      proc: 'service #1',
-      label: 'GET /auth/me',
-      connections: ME_CONNECTIONS,
-      measure: async (s) => await measured(me.pid, async () =>
-        await load({ url: `${me.url}/auth/me`, method: 'GET', headers: authz, connections: ME_CONNECTIONS, durationSec: s }))
-    },
-    {
-      key: 'login',
-      proc: 'service #2',
-      label: 'POST /auth/login',
-      connections: LOGIN_CONNECTIONS,
-      measure: async (s) => await measured(auth.pid, async () =>
-        await load({ url: `${svc}/auth/login`, method: 'POST', headers: json, body: loginBody, connections: LOGIN_CONNECTIONS, durationSec: s }))
-    },
+    httpTarget('bare', 'bare Fastify `{ hello: world }`', 'bare server', bare.pid as number, { ...get, url: bareUrl }),
+    httpTarget('floor', 'floor: @fastify/jwt verify + 1 HMGET', 'floor server', floor.pid as number, { ...get, url: floorUrl, headers: authz }),
+    httpTarget('me', 'GET /auth/me', 'service #1', me.pid, { ...get, url: `${me.url}/auth/me`, headers: authz }),
+    httpTarget('introspect', 'POST /oauth/introspect (a registered client, warm)', 'service #2', auth.pid,
+      { ...introspection, method: 'POST', connections: ME_CONNECTIONS }),
+    httpTarget('downstream', 'downstream Fastify route, resource-server plugin (HS256)', 'downstream server', downstream.pid as number,
+      { ...get, url: downstreamUrl, headers: authz }),
+    httpTarget('nginxDirect', 'nginx proxying straight to the bare server', 'nginx', nginx.pid as number, { ...get, url: directUrl, headers: authz }),
+    httpTarget('nginxAuth', 'nginx auth_request /auth/verify, then the bare server', 'nginx', nginx.pid as number, { ...get, url: gatedUrl, headers: authz }),
+    httpTarget('login', 'POST /auth/login', 'service #2', auth.pid,
+      { url: `${svc}/auth/login`, method: 'POST', headers: json, body: loginBody, connections: LOGIN_CONNECTIONS }),
     {
       key: 'argon2',
       proc: 'argon2 process',
@@ -346,7 +372,7 @@ function report (m: Record<string, string>, rows: Row[], instances: InstanceRepo
   out.push('')
   out.push('| target | conns | req/s | p50 ms | p99 ms | server process | RSS peak MiB | server CPU % | req per server CPU-s | load gen CPU % | other CPU % core 0 / 1 | non-2xx + errors | req/s per round |')
   out.push('| --- | ---: | ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |')
-  for (const key of ['me', 'floor', 'bare', 'login', 'argon2', 'refresh'] as Key[]) {
+  for (const key of ['me', 'introspect', 'floor', 'downstream', 'bare', 'nginxDirect', 'nginxAuth', 'login', 'argon2', 'refresh'] as Key[]) {
     const s = summary[key]
     out.push(`| ${s.label} | ${s.connections} | ${fmt(s.rps)} | ${fmt(s.p50, 2)} | ${fmt(s.p99, 2)} | ${s.proc} | ${fmt(s.rssPeakMiB, 1)} | ` +
       `${fmt(s.serverCpuPct)} | ${fmt(s.rpsPerCpu)} | ${fmt(s.genCpuPct)} | ${fmt(s.other0)} / ${fmt(s.other1)} | ${s.failures} | ${s.perRoundRps.join(' / ')} |`)
@@ -358,6 +384,9 @@ function report (m: Record<string, string>, rows: Row[], instances: InstanceRepo
   const meFloor = ratio('me', 'floor')
   const meBare = ratio('me', 'bare')
   const loginArgon = ratio('login', 'argon2')
+  const introspectMe = ratio('introspect', 'me')
+  const downstreamFloor = ratio('downstream', 'floor')
+  const nginxAuthDirect = ratio('nginxAuth', 'nginxDirect')
   const verdict = (r: { rps: number, perCpu: number }, target: number) =>
     `>= ${target.toFixed(2)}: ${r.rps >= target ? 'met' : 'MISSED'} (req/s), ${r.perCpu >= target ? 'met' : 'MISSED'} (per CPU-s)`
   out.push('')
@@ -366,6 +395,10 @@ function report (m: Record<string, string>, rows: Row[], instances: InstanceRepo
   out.push(`| /auth/me / JWT+Redis floor | ${fmt(meFloor.rps, 3)} | ${fmt(meFloor.perCpu, 3)} | ${verdict(meFloor, 0.9)} |`)
   out.push(`| /auth/me / bare Fastify | ${fmt(meBare.rps, 3)} | ${fmt(meBare.perCpu, 3)} | (none) |`)
   out.push(`| login / raw argon2id rate | ${fmt(loginArgon.rps, 3)} | ${fmt(loginArgon.perCpu, 3)} | ${verdict(loginArgon, 0.9)} |`)
+  out.push(`| introspection / /auth/me | ${fmt(introspectMe.rps, 3)} | ${fmt(introspectMe.perCpu, 3)} | ${verdict(introspectMe, 0.8)} |`)
+  out.push(`| resource-server plugin route / JWT+Redis floor | ${fmt(downstreamFloor.rps, 3)} | ${fmt(downstreamFloor.perCpu, 3)} | ${verdict(downstreamFloor, 0.9)} |`)
+  // Per CPU-s of nginx alone would leave out the check's own CPU, spent in service #2.
+  out.push(`| nginx auth_request / nginx straight | ${fmt(nginxAuthDirect.rps, 3)} | n/a | (none) |`)
   out.push('')
   out.push('| target | measured | limit |')
   out.push('| --- | ---: | --- |')
@@ -384,7 +417,7 @@ function report (m: Record<string, string>, rows: Row[], instances: InstanceRepo
 
   const jsonOut = process.env.BENCH_JSON
   if (jsonOut !== undefined) {
-    writeFileSync(jsonOut, JSON.stringify({ machine: m, rounds: ROUNDS, durationSec: DURATION, summary, ratios: { meFloor, meBare, loginArgon }, instances }, null, 2))
+    writeFileSync(jsonOut, JSON.stringify({ machine: m, rounds: ROUNDS, durationSec: DURATION, summary, ratios: { meFloor, meBare, loginArgon, introspectMe, downstreamFloor, nginxAuthDirect }, instances }, null, 2))
     log(`results written to ${jsonOut}`)
   }
 }

@@ -8,7 +8,7 @@
 import { spawn, execFileSync, type ChildProcess } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
 import { chmodSync, chownSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
-import { createServer, type AddressInfo } from 'node:net'
+import { freePort } from './free-port.js'
 import { createRequire } from 'node:module'
 import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
@@ -58,17 +58,6 @@ function runAs (): { uid: number, gid: number } | undefined {
     throw new StartupError('the embedded PostgreSQL cannot run as root, and there is no `postgres` user to run it as: ' +
       'run the service as a normal user, create one (useradd --system postgres), or set DATABASE_URL')
   }
-}
-
-async function freePort (): Promise<number> {
-  return await new Promise((resolve, reject) => {
-    const srv = createServer()
-    srv.once('error', reject)
-    srv.listen(0, '127.0.0.1', () => {
-      const { port } = srv.address() as AddressInfo
-      srv.close(() => resolve(port))
-    })
-  })
 }
 
 /** Runs a binary to its end; rejects with the last lines it wrote. */

@@ -14,24 +14,17 @@ const TokenTypeHint = Type.String({
   description: '`access_token` or `refresh_token` (RFC 7009 §2.1). Only a hint: the token is looked up as either kind, and other values are ignored'
 })
 
-export const IntrospectionRequest = Type.Object({
-  token: Token,
-  token_type_hint: Type.Optional(TokenTypeHint)
-}, {
-  $id: 'IntrospectionRequest',
-  description: 'RFC 7662 §2.1, usually form-encoded',
-  example: { token: 'eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiIyZjFjNWEzZSJ9.c2lnbmF0dXJl', token_type_hint: 'access_token' }
-})
+/** The body both endpoints take (RFC 7662 §2.1, RFC 7009 §2.1): a token, and a hint of its kind. */
+function tokenRequest ($id: string, description: string, example: { token: string, token_type_hint: string }) {
+  return Type.Object({ token: Token, token_type_hint: Type.Optional(TokenTypeHint) }, { $id, description, example })
+}
+
+export const IntrospectionRequest = tokenRequest('IntrospectionRequest', 'RFC 7662 §2.1, usually form-encoded',
+  { token: 'eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiIyZjFjNWEzZSJ9.c2lnbmF0dXJl', token_type_hint: 'access_token' })
 export type IntrospectionRequest = Static<typeof IntrospectionRequest>
 
-export const RevocationRequest = Type.Object({
-  token: Token,
-  token_type_hint: Type.Optional(TokenTypeHint)
-}, {
-  $id: 'RevocationRequest',
-  description: 'RFC 7009 §2.1, form-encoded or JSON',
-  example: { token: 'q0Xn6yJ3c1m5u9sVxWz2bT4rY8pK7eLdGhFjAiCoNvM', token_type_hint: 'refresh_token' }
-})
+export const RevocationRequest = tokenRequest('RevocationRequest', 'RFC 7009 §2.1, form-encoded or JSON',
+  { token: 'q0Xn6yJ3c1m5u9sVxWz2bT4rY8pK7eLdGhFjAiCoNvM', token_type_hint: 'refresh_token' })
 export type RevocationRequest = Static<typeof RevocationRequest>
 
 const ActiveToken = Type.Object({

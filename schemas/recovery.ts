@@ -6,16 +6,14 @@ import { Email, Username } from './users.js'
 // is simply not a token (400, like an unknown one).
 const RecoveryToken = Type.String({ minLength: 1, maxLength: 128, pattern: '^[A-Za-z0-9_-]+$', description: 'The token from the mail', example: 'Jx1dQm0Lr8vK3yT6pW9zB2nC5fH7gA4sE0uI-oP_qRw' })
 
-export const ForgotPasswordBody = Type.Object({
-  username: Type.Optional(Username),
-  email: Type.Optional(Email)
-}, {
+// One of the two, not both (JSON Schema's oneOf: a body with both matches both and is a 400).
+export type ForgotPasswordBody = { username: string, email?: undefined } | { email: string, username?: undefined }
+export const ForgotPasswordBody = Type.Unsafe<ForgotPasswordBody>({
   $id: 'ForgotPasswordBody',
   description: 'The account, by username or by email (one of the two)',
-  oneOf: [{ required: ['username'] }, { required: ['email'] }],
+  oneOf: [Type.Object({ username: Username }), Type.Object({ email: Email })],
   example: { email: 'alice@example.com' }
 })
-export type ForgotPasswordBody = Static<typeof ForgotPasswordBody>
 
 export const ForgotPasswordAccepted = Type.Object({
   message: Type.String()

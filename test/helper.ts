@@ -1,8 +1,6 @@
 // Builds the real app against the machine's PostgreSQL and Redis, with configuration
 // passed as options (never through process.env), and cleans up after the test file.
-import { spawn, type ChildProcess } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
-import { createServer, type AddressInfo } from 'node:net'
 import { setTimeout as sleep } from 'node:timers/promises'
 import Fastify, { type FastifyInstance, type LightMyRequestResponse } from 'fastify'
 import pg from 'pg'
@@ -10,6 +8,7 @@ import { Redis } from 'ioredis'
 import app from '../app.js'
 import { serverOptions } from '../lib/server-options.js'
 import { runningServer } from './setup/embedded-postgres.js'
+import { redisServer } from './support/redis-server.js'
 import { loadConfig } from '../plugins/external/config.js'
 
 // Without TEST_DATABASE_URL: the machine's PostgreSQL, or the embedded one tap's `before`
@@ -130,6 +129,8 @@ export async function build (t: Teardown, ctx: TestContext, overrides: Overrides
     LOGIN_RATE_LIMIT: 10_000,
     REGISTER_RATE_LIMIT: 10_000,
     LOCKOUT_THRESHOLD: 10_000,
+    RECOVERY_RATE_LIMIT: 10_000,
+    RECOVERY_ACCOUNT_LIMIT: 10_000,
     // No refresh grace unless a test asks for it: a used refresh token presented again is
     // theft at once (test/routes/refresh.test.ts covers the grace).
     REFRESH_REUSE_INTERVAL: 0,
@@ -175,16 +176,7 @@ export function bearer (access: string): { authorization: string } {
   return { authorization: `Bearer ${access}` }
 }
 
-export async function freePort (): Promise<number> {
-  return await new Promise((resolve, reject) => {
-    const srv = createServer()
-    srv.once('error', reject)
-    srv.listen(0, '127.0.0.1', () => {
-      const { port } = srv.address() as AddressInfo
-      srv.close(() => resolve(port))
-    })
-  })
-}
+export { freePort } from '../lib/free-port.js'
 
 export interface PrivateRedis {
   url: string
@@ -194,55 +186,52 @@ export interface PrivateRedis {
   start: () => Promise<void>
 }
 
-/**
- * A redis-server of the test's own on a free port (no persistence), so a test can
- * FLUSHALL, stop and restart it without touching the machine's shared Redis.
- */
+/** A redis-server of the test's own (test/support/redis-server.ts), started, with a client. */
 export async function privateRedis (t: Teardown): Promise<PrivateRedis> {
-  const port = await freePort()
-  let child: ChildProcess | null = null
-  const url = `redis://127.0.0.1:${port}`
-  const client = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 1, retryStrategy: () => 100 })
+  const server = await redisServer(t)
+  await server.start()
+  const client = new Redis(server.url, { lazyConnect: true, maxRetriesPerRequest: 1, retryStrategy: () => 100 })
   client.on('error', () => {})
-
-  async function start (): Promise<void> {
-    const spawned = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: 'ignore' })
-    child = spawned
-    let missing = false
-    spawned.once('error', (err: Error & { code?: string }) => { missing = err.code === 'ENOENT' })
-    for (let i = 0; i < 100; i++) {
-      if (missing) {
-        throw new Error('redis-server is not installed: this test runs a private one (fault tests, /ready). ' +
-          'Get it with `apt-get install redis-server` (Debian, Ubuntu), `brew install redis` (macOS), or put a redis-server on PATH')
-      }
-      try {
-        const probe = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null })
-        probe.on('error', () => {})
-        await probe.connect()
-        await probe.ping()
-        probe.disconnect()
-        return
-      } catch {
-        await sleep(50)
-      }
-    }
-    throw new Error('private redis-server did not start')
-  }
-  async function stop (): Promise<void> {
-    const c = child
-    child = null
-    if (c === null || c.exitCode !== null) return
-    const exited = new Promise((resolve) => c.once('exit', resolve))
-    c.kill('SIGKILL')
-    await exited
-  }
-  await start()
   await client.connect()
-  t.teardown(async () => {
-    client.disconnect()
-    await stop()
-  })
-  return { url, port, client, stop, start }
+  t.teardown(() => client.disconnect())
+  return { ...server, client }
+}
+
+/** Queries of the app's database waiting for a lock: requests queued behind rows a test holds. */
+export async function lockWaiters (server: FastifyInstance): Promise<number> {
+  const { rows } = await server.db.query(
+    "SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'")
+  return rows[0].n
+}
+
+/** Waits (5 s at most) until at least `n` queries wait for a lock; how many do. */
+export async function untilLockWaiters (server: FastifyInstance, n: number): Promise<number> {
+  let seen = await lockWaiters(server)
+  for (let i = 0; i < 500 && seen < n; i++) {
+    await sleep(10)
+    seen = await lockWaiters(server)
+  }
+  return seen
+}
+
+/**
+ * Holds the rows `sql` locks in a transaction of the test's own until release() (or the
+ * test's end): requests that need those rows queue behind it, past authentication, and
+ * a test decides what happens before they go on.
+ */
+export async function holdRows (t: Teardown, databaseUrl: string, sql: string, params: unknown[] = []): Promise<() => Promise<void>> {
+  const blocker = new pg.Client({ connectionString: databaseUrl })
+  await blocker.connect()
+  let released = false
+  const release = async () => {
+    if (released) return
+    released = true
+    await blocker.query('COMMIT').finally(() => blocker.end())
+  }
+  t.teardown(release)
+  await blocker.query('BEGIN')
+  await blocker.query(sql, params)
+  return release
 }
 
 /** One request over a real socket (for tests of listening instances), JSON in and out. */
@@ -307,27 +296,4 @@ export async function costs<T> (app: FastifyInstance, fn: () => Promise<T>): Pro
     redis.sendCommand = send
     stream.write = write
   }
-}
-
-/**
- * Holds the rows `sql` locks in a transaction of the test's own until the returned
- * release() commits it: requests that need those rows queue behind it, past their door.
- */
-export async function holdRows (databaseUrl: string, sql: string, params: unknown[] = []): Promise<() => Promise<void>> {
-  const blocker = new pg.Client({ connectionString: databaseUrl })
-  await blocker.connect()
-  await blocker.query('BEGIN')
-  await blocker.query(sql, params)
-  return async () => {
-    await blocker.query('COMMIT')
-    await blocker.end()
-  }
-}
-
-/** Waits (at most 5 s) until `n` queries of the app's database wait for a lock; how many do then. */
-export async function waitingOnLocks (app: FastifyInstance, n: number): Promise<number> {
-  const count = async (): Promise<number> => (await app.db.query(
-    "SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'")).rows[0].n
-  for (let i = 0; i < 500 && await count() < n; i++) await sleep(10)
-  return await count()
 }

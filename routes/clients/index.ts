@@ -1,5 +1,5 @@
 // /clients: registered clients (other services that authenticate with HTTP Basic), admin
-// only, every change audited. A secret is shown once, when it is made.
+// only (here at the door, and again where each change commits), every change audited. A secret is shown once, when it is made.
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { Type } from '@sinclair/typebox'
 import { bearer, errors, IdParams, ref } from '../../schemas/common.js'
@@ -9,7 +9,7 @@ import { auditContext } from '../../plugins/app/audit/audit-service.js'
 const noStore = { 'cache-control': { type: 'string', enum: ['no-store'], description: 'Never cached: it holds a secret' } }
 
 const routes: FastifyPluginAsyncTypebox = async function (fastify) {
-  const { clients, audit, authenticate, requireRole } = fastify
+  const { clients, authenticate, requireRole } = fastify
   // Answers hold secrets or the list of who may call this service: never cached.
   fastify.addHook('onRequest', function (_request, reply, done) {
     reply.header('cache-control', 'no-store')
@@ -33,11 +33,7 @@ const routes: FastifyPluginAsyncTypebox = async function (fastify) {
       }
     }
   }, async function (request, reply) {
-    const created = await clients.create(request.body.name)
-    await audit.record({
-      ...auditContext(request), type: 'client_created', detail: { id: created.id, clientId: created.clientId, name: created.name }
-    })
-    return reply.code(201).send(created)
+    return reply.code(201).send(await clients.create(request.body.name, auditContext(request)))
   })
 
   fastify.get('', {
@@ -65,10 +61,7 @@ const routes: FastifyPluginAsyncTypebox = async function (fastify) {
       }
     }
   }, async function (request, reply) {
-    const deleted = await clients.delete(request.params.id)
-    await audit.record({
-      ...auditContext(request), type: 'client_deleted', detail: { id: deleted.id, clientId: deleted.clientId, name: deleted.name }
-    })
+    await clients.delete(request.params.id, auditContext(request))
     return reply.code(204).send(null)
   })
 
@@ -85,11 +78,7 @@ const routes: FastifyPluginAsyncTypebox = async function (fastify) {
       }
     }
   }, async function (request) {
-    const rotated = await clients.rotateSecret(request.params.id)
-    await audit.record({
-      ...auditContext(request), type: 'client_secret_rotated', detail: { id: rotated.id, clientId: rotated.clientId, name: rotated.name }
-    })
-    return rotated
+    return await clients.rotateSecret(request.params.id, auditContext(request))
   })
 }
 

@@ -74,7 +74,8 @@ t.test('the client type-checks against the generated types, and misuse does not'
 })
 
 t.test('register → login → me → change-role → refresh → create a user → logout through the typed client', async (t) => {
-  const user = { username: ctx.username('Client'), password: PASSWORD }
+  const username = ctx.username('Client')
+  const user = { username, password: PASSWORD, email: `${username}@example.com` }
   const admin = { username: ctx.username('admin'), password: PASSWORD }
   await app.users.register(admin.username, admin.password, 'admin')
 
@@ -85,7 +86,7 @@ t.test('register → login → me → change-role → refresh → create a user 
   const tokens = { access_token: String, token_type: 'Bearer', expires_in: 900, refresh_token: String }
   const unauthorized = { statusCode: 401, error: 'Unauthorized', message: String }
 
-  t.match(step('register'), { status: 201, body: { id: uuid, username: user.username, role: 'user', disabled: false, createdAt: String } })
+  t.match(step('register'), { status: 201, body: { id: uuid, username: user.username, role: 'user', disabled: false, email: user.email, emailVerified: false, createdAt: String } })
   const id = (step('register').body as { id: string }).id
   t.match(step('register again'), { status: 409, body: { statusCode: 409, error: 'Conflict', message: String } })
   t.match(step('login'), { status: 200, body: tokens, headers: { 'cache-control': 'no-store' } })

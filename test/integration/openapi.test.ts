@@ -10,6 +10,7 @@ import addFormatsModule from 'ajv-formats'
 import type { FastifyInstance, InjectOptions, LightMyRequestResponse } from 'fastify'
 import { ERROR_CODES } from '../../lib/errors.js'
 import { bearer, build, context, login, PASSWORD, privateRedis, signUp } from '../helper.js'
+import { smtpServer, tokenOf } from '../support/smtp.js'
 
 const addFormats = addFormatsModule.default
 
@@ -21,7 +22,8 @@ const CONTRACT = [
   'DELETE /auth/sessions/{id}', 'POST /auth/change-password', 'GET /users', 'GET /users/{id}',
   'PATCH /users/{id}', 'DELETE /users/{id}', 'DELETE /users/{id}/lockout', 'GET /audit', 'GET /health', 'GET /ready',
   'GET /auth/verify', 'POST /clients', 'GET /clients', 'DELETE /clients/{id}', 'POST /clients/{id}/secret',
-  'POST /oauth/introspect', 'POST /oauth/revoke', 'POST /users', 'POST /users/{id}/password', 'DELETE /auth/me'
+  'POST /oauth/introspect', 'POST /oauth/revoke', 'POST /auth/password/forgot', 'POST /auth/password/reset',
+  'POST /auth/email/verify', 'PATCH /auth/me', 'POST /users', 'POST /users/{id}/password', 'DELETE /auth/me'
 ]
 // Responses whose meaning is their status and headers, without a body: the gateway check.
 const HEADERS_ONLY = ['GET /auth/verify 200']
@@ -50,7 +52,10 @@ const ctx = await context(t, { ownDatabase: true })
 const redis = await privateRedis(t)
 const app = await build(t, ctx, { REDIS_URL: redis.url, LOCKOUT_THRESHOLD: 3 })
 // A second instance on the same database and Redis, with tight rate limits (429).
-const limited = await build(t, ctx, { REDIS_URL: redis.url, REGISTER_RATE_LIMIT: 1, LOGIN_RATE_LIMIT: 1, REFRESH_RATE_LIMIT: 1 })
+const limited = await build(t, ctx, { REDIS_URL: redis.url, REGISTER_RATE_LIMIT: 1, LOGIN_RATE_LIMIT: 1, REFRESH_RATE_LIMIT: 1, RECOVERY_RATE_LIMIT: 1 })
+// A third, with mail (the first has none: the mail flows answer 501 there).
+const smtp = await smtpServer(t)
+const mailing = await build(t, ctx, { REDIS_URL: redis.url, SMTP_URL: smtp.url, MAIL_FROM: 'auth@example.com', RECOVERY_RATE_LIMIT: 1000 })
 
 const seen: Seen[] = []
 
@@ -69,6 +74,7 @@ function record (server: FastifyInstance): void {
 }
 record(app)
 record(limited)
+record(mailing)
 
 const docResponse = await app.inject({ method: 'GET', url: '/docs/json' })
 const doc: Json = docResponse.json()
@@ -216,7 +222,7 @@ t.test('security schemes: bearer JWT, the OAuth 2.0 password grant at /auth/logi
   const grant = doc.components.schemas.PasswordGrant
   t.match(grant.properties, { grant_type: { enum: ['password'] }, username: {}, password: {} })
 
-  const signedIn = ['GET /auth/me', 'POST /auth/change-role', 'POST /auth/logout', 'POST /auth/logout-all',
+  const signedIn = ['GET /auth/me', 'PATCH /auth/me', 'POST /auth/change-role', 'POST /auth/logout', 'POST /auth/logout-all',
     'GET /auth/sessions', 'DELETE /auth/sessions/{id}', 'POST /auth/change-password', 'GET /users',
     'GET /users/{id}', 'PATCH /users/{id}', 'DELETE /users/{id}', 'DELETE /users/{id}/lockout', 'GET /audit', 'GET /auth/verify',
     'POST /clients', 'GET /clients', 'DELETE /clients/{id}', 'POST /clients/{id}/secret',
@@ -622,6 +628,40 @@ t.test('every response of every route matches the document', async (t) => {
   await send('POST', '/oauth/revoke', { payload: {} })
   await send('POST', '/oauth/revoke', { payload: { token: 'x'.repeat(20_000) } })
   await send('POST', '/oauth/revoke', { headers: text, payload: 'hello' })
+
+  // account recovery: forgot 202, 400, 413, 415, 429 (per client), 501 (no mail);
+  // reset and verify 204, 400, 413, 415, 429; PATCH /auth/me 200, 400, 401, 409, 413, 415, 429, 501
+  const grace = await signUp(mailing, ctx, { label: 'grace' })
+  const heidi = await signUp(mailing, ctx, { label: 'heidi' })
+  const graceEmail = `${grace.username}@example.com`
+  const mailAt = (server: FastifyInstance, method: InjectOptions['method'], url: string, opts: Omit<InjectOptions, 'method' | 'url'> = {}) =>
+    server.inject({ method, url, ...opts })
+  await mailAt(mailing, 'POST', '/auth/password/forgot', { payload: { username: grace.username } })
+  await mailAt(mailing, 'POST', '/auth/password/forgot', { payload: {} })
+  await mailAt(mailing, 'POST', '/auth/password/forgot', { payload: { email: 'x'.repeat(20_000) } })
+  await mailAt(mailing, 'POST', '/auth/password/forgot', { headers: text, payload: 'hello' })
+  await send('POST', '/auth/password/forgot', { payload: { email: graceEmail } })
+  await mailAt(mailing, 'PATCH', '/auth/me', { headers: bearer(grace.access), payload: { email: graceEmail } })
+  await mailAt(mailing, 'PATCH', '/auth/me', { headers: bearer(grace.access), payload: { email: 'not an email' } })
+  await mailAt(mailing, 'PATCH', '/auth/me', { payload: { email: graceEmail } })
+  await mailAt(mailing, 'PATCH', '/auth/me', { headers: bearer(heidi.access), payload: { email: graceEmail.toUpperCase() } })
+  await mailAt(mailing, 'PATCH', '/auth/me', { headers: bearer(grace.access), payload: { email: 'x'.repeat(20_000) } })
+  await mailAt(mailing, 'PATCH', '/auth/me', { headers: { ...bearer(grace.access), ...text }, payload: 'hello' })
+  await send('PATCH', '/auth/me', { headers: bearer(grace.access), payload: { email: `${ctx.username('new')}@example.com` } })
+  await mailing.mail.idle()
+  await mailAt(mailing, 'POST', '/auth/email/verify', { payload: { token: tokenOf(await smtp.next(graceEmail)) } })
+  await mailAt(mailing, 'POST', '/auth/password/reset', { payload: { token: await mailing.recovery.issueReset(grace.id), newPassword: 'a recovered passphrase' } })
+  for (const url of ['/auth/password/reset', '/auth/email/verify']) {
+    await mailAt(mailing, 'POST', url, { payload: { token: 'not-a-token', newPassword: 'a recovered passphrase' } })
+    await mailAt(mailing, 'POST', url, { payload: { token: 'x'.repeat(20_000), newPassword: 'a recovered passphrase' } })
+    await mailAt(mailing, 'POST', url, { headers: text, payload: 'hello' })
+  }
+  for (let i = 0; i < 2; i++) {
+    await limited.inject({ method: 'POST', url: '/auth/password/forgot', payload: { username: grace.username } })
+    await limited.inject({ method: 'POST', url: '/auth/password/reset', payload: { token: 'not-a-token', newPassword: 'a recovered passphrase' } })
+    await limited.inject({ method: 'POST', url: '/auth/email/verify', payload: { token: 'not-a-token' } })
+    await limited.inject({ method: 'PATCH', url: '/auth/me', headers: bearer(heidi.access), payload: {} })
+  }
 
   // Whatever else the document lists (GET /metrics): once, signed in as admin.
   for (const { key, method, path } of operations) {

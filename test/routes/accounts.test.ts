@@ -5,7 +5,7 @@
 // A database of this file's own: the last-admin rule spans all users.
 import t from 'tap'
 import type { LightMyRequestResponse } from 'fastify'
-import { bearer, build, context, holdRows, login, me, PASSWORD, signUp, waitingOnLocks, type Account } from '../helper.js'
+import { bearer, build, context, holdRows, login, me, PASSWORD, signUp, untilLockWaiters, type Account } from '../helper.js'
 
 const ctx = await context(t, { ownDatabase: true })
 const app = await build(t, ctx)
@@ -272,9 +272,9 @@ t.test('DELETE /auth/me', async (t) => {
     await onlyAdmins([a.id, b.id])
     for (const x of [a, b]) Object.assign(x, await login(app, x.username))
     // Both past their password checks and waiting for the admins' rows before either commits.
-    const release = await holdRows(ctx.databaseUrl, "SELECT id FROM users WHERE role = 'admin' AND NOT disabled FOR UPDATE")
+    const release = await holdRows(t, ctx.databaseUrl, "SELECT id FROM users WHERE role = 'admin' AND NOT disabled FOR UPDATE")
     const both = Promise.all([deleteMe(a.access), deleteMe(b.access)])
-    t.equal(await waitingOnLocks(app, 2), 2, 'both wait for the rows')
+    t.equal(await untilLockWaiters(app, 2), 2, 'both wait for the rows')
     await release()
     const statuses = (await both).map((r) => r.statusCode)
     t.strictSame([...statuses].sort(), [204, 409])
@@ -288,9 +288,9 @@ t.test('DELETE /auth/me', async (t) => {
 
   t.test('the session must be live at commit: a logout while it waits leaves the account (401)', async (t) => {
     const user = await signUp(app, ctx)
-    const release = await holdRows(ctx.databaseUrl, 'SELECT id FROM users WHERE id = $1 FOR SHARE', [user.id])
+    const release = await holdRows(t, ctx.databaseUrl, 'SELECT id FROM users WHERE id = $1 FOR SHARE', [user.id])
     const deletion = deleteMe(user.access)
-    t.equal(await waitingOnLocks(app, 1), 1, 'the deletion waits for the user\'s row')
+    t.equal(await untilLockWaiters(app, 1), 1, 'the deletion waits for the user\'s row')
     t.equal((await app.inject({ method: 'POST', url: '/auth/logout', headers: bearer(user.access) })).statusCode, 204)
     await release()
     t.equal((await deletion).statusCode, 401)
@@ -310,15 +310,15 @@ t.test('authority is checked at commit: an admin demoted while its changes wait 
 
   // B's demotion of A queues first for the admins' rows; A's 10 creations and 10 password
   // changes queue after it, past the door (A was an admin when they came in).
-  const release = await holdRows(ctx.databaseUrl, "SELECT id FROM users WHERE role = 'admin' AND NOT disabled FOR UPDATE")
+  const release = await holdRows(t, ctx.databaseUrl, "SELECT id FROM users WHERE role = 'admin' AND NOT disabled FOR UPDATE")
   const demotion = wide.inject({ method: 'PATCH', url: `/users/${a.id}`, headers: bearer(b.access), payload: { role: 'user' } })
-  t.equal(await waitingOnLocks(wide, 1), 1)
+  t.equal(await untilLockWaiters(wide, 1), 1)
   const names = targets.map(() => ctx.username('late'))
   const changes = [
     ...names.map((username) => wide.inject({ method: 'POST', url: '/users', headers: bearer(a.access), payload: { username, password: PASSWORD } })),
     ...targets.map((x) => wide.inject({ method: 'POST', url: `/users/${x.id}/password`, headers: bearer(a.access), payload: { password: TEMPORARY } }))
   ]
-  t.equal(await waitingOnLocks(wide, 21), 21, 'all of them wait for the rows')
+  t.equal(await untilLockWaiters(wide, 21), 21, 'all of them wait for the rows')
   await release()
   t.equal((await demotion).statusCode, 200, 'A is demoted')
   const statuses = (await Promise.all(changes)).map((r) => r.statusCode)

@@ -3,9 +3,9 @@
 // never shows one; a rotated or deleted client's old credentials are refused at once.
 // A database of this file's own: the list is asserted over every client there is.
 import { createHash } from 'node:crypto'
-import t from 'tap'
+import t, { type Test } from 'tap'
 import type { LightMyRequestResponse } from 'fastify'
-import { bearer, build, context, signUp } from '../helper.js'
+import { bearer, build, context, holdRows, me, signUp, untilLockWaiters, type Account } from '../helper.js'
 
 const ctx = await context(t, { ownDatabase: true })
 const app = await build(t, ctx)
@@ -153,4 +153,113 @@ t.test('the audit log shows client events to admins, without secrets', async (t)
   ])
   t.notMatch(res.body, client.clientSecret)
   t.notMatch(res.body, rotated.clientSecret)
+})
+
+t.test('authority is checked where each change commits, not only at the door', async (t) => {
+  // A pool large enough that every request below is inside its transaction at once.
+  const wide = await build(t, ctx, { DATABASE_POOL_SIZE: 40 })
+  const CREATIONS = 8
+  const ROTATIONS = 6
+  const DELETIONS = 6
+
+  /**
+   * Admin A, and A's 20 writes ready to fire at `wide`: creations, and rotations and
+   * deletions of clients root registered. committed() says what of them is in the database.
+   */
+  async function writer (t: Test) {
+    const a = await signUp(app, ctx, { role: 'admin', label: 'writer' })
+    t.equal((await me(wide, a.access)).statusCode, 200, 'A\'s token is warm')
+    const names = Array.from({ length: CREATIONS }, () => uniqueName('race'))
+    const existing: Array<{ id: string, clientSecret: string }> = []
+    for (let i = 0; i < ROTATIONS + DELETIONS; i++) existing.push((await send('POST', '/clients', asRoot, { name: uniqueName('target') })).json())
+    const rotated = existing.slice(0, ROTATIONS)
+    const deleted = existing.slice(ROTATIONS)
+    const as = bearer(a.access)
+    const fire = () => [
+      ...names.map((name) => wide.inject({ method: 'POST', url: '/clients', headers: as, payload: { name } })),
+      ...rotated.map((c) => wide.inject({ method: 'POST', url: `/clients/${c.id}/secret`, headers: as })),
+      ...deleted.map((c) => wide.inject({ method: 'DELETE', url: `/clients/${c.id}`, headers: as }))
+    ]
+    /** A's writes found in the database, and A's client events (after `since`, an SQL instant, when given). */
+    async function committed (since = '\'-infinity\'::timestamptz') {
+      const { rows } = await app.db.query('SELECT id, name, secret_hash FROM clients WHERE name = ANY($1) OR id = ANY($2)',
+        [names, existing.map((c) => c.id)])
+      const byId = new Map(rows.map((r) => [r.id, r]))
+      const events = await app.db.query(
+        `SELECT count(*)::int AS n FROM audit_events WHERE actor_id = $1 AND type LIKE 'client\\_%' AND at >= ${since}`, [a.id])
+      return {
+        created: rows.filter((r) => names.includes(r.name)).length,
+        rotated: rotated.filter((c) => !byId.get(c.id)?.secret_hash.equals(createHash('sha256').update(c.clientSecret).digest())).length,
+        deleted: deleted.filter((c) => !byId.has(c.id)).length,
+        audited: events.rows[0].n as number
+      }
+    }
+    return { a, fire, committed }
+  }
+
+  const NOTHING = { created: 0, rotated: 0, deleted: 0, audited: 0 }
+
+  t.test('an admin demoted while its 20 writes wait commits none of them (403)', async (t) => {
+    const { a, fire, committed } = await writer(t)
+    const b = await signUp(app, ctx, { role: 'admin', label: 'demoter' })
+    // B's demotion of A queues first for the admins' rows, A's writes after it: when the rows
+    // are let go, the demotion commits while A's writes are already past the door.
+    const release = await holdRows(t, ctx.databaseUrl, "SELECT id FROM users WHERE role = 'admin' AND NOT disabled FOR UPDATE")
+    const demotion = wide.inject({ method: 'PATCH', url: `/users/${a.id}`, headers: bearer(b.access), payload: { role: 'user' } })
+    t.equal(await untilLockWaiters(app, 1), 1, 'the demotion waits')
+    const writes = fire()
+    t.equal(await untilLockWaiters(app, 21), 21, 'and A\'s 20 writes behind it')
+    await release()
+    t.equal((await demotion).statusCode, 200, 'A is demoted')
+    const statuses = (await Promise.all(writes)).map((r) => r.statusCode)
+    t.strictSame([...new Set(statuses)], [403], 'every write A sent is refused: A is no longer an admin when it would commit')
+    t.strictSame(await committed(), NOTHING, 'nothing created, rotated, deleted or audited')
+  })
+
+  t.test('an admin whose session ends while its 20 writes wait commits none of them (401)', async (t) => {
+    const { a, fire, committed } = await writer(t)
+    // A share of A's row: the writes wait for it, a logout (which takes a lesser share) does not.
+    const release = await holdRows(t, ctx.databaseUrl, 'SELECT id FROM users WHERE id = $1 FOR SHARE', [a.id])
+    const writes = fire()
+    t.equal(await untilLockWaiters(app, 20), 20, 'A\'s 20 writes wait')
+    t.equal((await wide.inject({ method: 'POST', url: '/auth/logout', headers: bearer(a.access) })).statusCode, 204, 'A logs out from another tab')
+    await release()
+    const answers = await Promise.all(writes)
+    t.strictSame([...new Set(answers.map((r) => r.statusCode))], [401], 'every write is refused: the session ended before it could commit')
+    t.ok(answers.every((r) => /^Bearer/.test(String(r.headers['www-authenticate']))), 'with a Bearer challenge')
+    t.strictSame(await committed(), NOTHING, 'nothing created, rotated, deleted or audited')
+  })
+
+  // Left to run free, the writes and the revocation interleave any way they like: each
+  // write either committed before the revocation (and answered as a success) or changed nothing.
+  const SUCCESS = [200, 201, 204]
+  /** `revokedAt`: the instant the revocation committed, an SQL expression of A's id ($1). */
+  async function freeRace (t: Test, revoke: (a: Account) => Promise<LightMyRequestResponse>, revokedAt: string) {
+    const { a, fire, committed } = await writer(t)
+    const writes = fire()
+    // Once the first write is through: the revocation lands among the others.
+    await Promise.race(writes)
+    const revocation = revoke(a)
+    const statuses = (await Promise.all(writes)).map((r) => r.statusCode)
+    t.ok(SUCCESS.includes((await revocation).statusCode), 'the revocation went through')
+    t.ok(statuses.every((s) => [...SUCCESS, 401, 403].includes(s)), `a success or a refusal, never anything else (${statuses})`)
+    const done = await committed()
+    const successes = statuses.filter((s) => SUCCESS.includes(s)).length
+    t.equal(done.created + done.rotated + done.deleted, successes, 'exactly the writes answered as a success committed')
+    t.equal(done.audited, successes, 'each audited once')
+    t.equal((await committed(revokedAt)).audited, 0, 'none committed after the revocation')
+  }
+
+  t.test('free-running: 20 writes against a demotion', async (t) => {
+    const b = await signUp(app, ctx, { role: 'admin', label: 'demoter' })
+    await freeRace(t,
+      (a) => wide.inject({ method: 'PATCH', url: `/users/${a.id}`, headers: bearer(b.access), payload: { role: 'user' } }),
+      '(SELECT revoked_after FROM users WHERE id = $1)')
+  })
+
+  t.test('free-running: 20 writes against a logout', async (t) => {
+    await freeRace(t,
+      (a) => wide.inject({ method: 'POST', url: '/auth/logout', headers: bearer(a.access) }),
+      '(SELECT max(revoked_at) FROM sessions WHERE user_id = $1)')
+  })
 })

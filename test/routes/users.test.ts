@@ -5,7 +5,7 @@ import t from 'tap'
 import pg from 'pg'
 import { setTimeout as sleep } from 'node:timers/promises'
 import type { LightMyRequestResponse } from 'fastify'
-import { bearer, build, context, holdRows, login, me, PASSWORD, signUp, waitingOnLocks, type Account } from '../helper.js'
+import { bearer, build, context, holdRows, login, me, PASSWORD, signUp, untilLockWaiters, type Account } from '../helper.js'
 
 const ctx = await context(t, { ownDatabase: true })
 const app = await build(t, ctx)
@@ -139,7 +139,7 @@ t.test('GET /users', async (t) => {
     const body = res.json()
     t.strictSame(Object.keys(body).sort(), ['items', 'nextCursor'])
     for (const u of body.items) {
-      t.strictSame(Object.keys(u).sort(), ['createdAt', 'disabled', 'id', 'role', 'username'])
+      t.strictSame(Object.keys(u).sort(), ['createdAt', 'disabled', 'email', 'emailVerified', 'id', 'role', 'username'])
     }
     t.match(body.items.find((u: { id: string }) => u.id === root.id),
       { id: root.id, username: root.username, role: 'admin', disabled: false, createdAt: String })
@@ -207,7 +207,7 @@ t.test('GET /users/:id', async (t) => {
   const user = await signUp(app, ctx)
   const res = await get(root.access, `/users/${user.id}`)
   t.equal(res.statusCode, 200)
-  t.strictSame(Object.keys(res.json()).sort(), ['createdAt', 'disabled', 'id', 'role', 'username'])
+  t.strictSame(Object.keys(res.json()).sort(), ['createdAt', 'disabled', 'email', 'emailVerified', 'id', 'role', 'username'])
   t.match(res.json(), { id: user.id, username: user.username, role: 'user', disabled: false })
   t.equal(new Date(res.json().createdAt).toISOString(), res.json().createdAt)
   t.equal((await get(root.access, `/users/${user.id.toUpperCase()}`)).json().id, user.id, 'the id in any case')
@@ -232,7 +232,7 @@ t.test('PATCH /users/:id', async (t) => {
     const res = await patch(root.access, target.id, { role: 'admin' })
     t.equal(res.statusCode, 200)
     t.match(res.json(), { id: target.id, username: target.username, role: 'admin', disabled: false })
-    t.strictSame(Object.keys(res.json()).sort(), ['createdAt', 'disabled', 'id', 'role', 'username'])
+    t.strictSame(Object.keys(res.json()).sort(), ['createdAt', 'disabled', 'email', 'emailVerified', 'id', 'role', 'username'])
     for (const a of [target, laptop]) {
       t.equal((await me(app, a.access)).statusCode, 401, 'access token refused on the next request')
       t.equal((await refresh(a.refresh)).statusCode, 401, 'refresh token refused')
@@ -510,9 +510,9 @@ t.test('authority is checked at commit, not only at the door', async (t) => {
   const wide = await build(t, ctx, { DATABASE_POOL_SIZE: 40 })
 
   async function untilWaiting (n: number): Promise<void> {
-    t.equal(await waitingOnLocks(app, n), n, `${n} requests wait for the rows`)
+    t.equal(await untilLockWaiters(app, n), n, `${n} requests wait for the rows`)
   }
-  const hold = (sql: string, params: unknown[]) => holdRows(ctx.databaseUrl, sql, params)
+  const hold = (sql: string, params: unknown[]) => holdRows(t, ctx.databaseUrl, sql, params)
 
   t.test('an admin demoted while 30 of its changes wait commits none of them', async (t) => {
     const a = await signUp(wide, ctx, { role: 'admin', label: 'demoted' })

@@ -8,7 +8,9 @@ import { build, context, signUp } from '../helper.js'
 // ("admin", "__proto__", "' OR 1=1 --"), so everything goes with the database at the end.
 const ctx = await context(t, { ownDatabase: true })
 // Generous limits: the fuzzer must reach the handlers, not the rate limiter.
-const app = await build(t, ctx)
+// With mail (to a port where nothing listens: the mails fail in the background), so that
+// the mail flows are reached too.
+const app = await build(t, ctx, { SMTP_URL: 'smtp://127.0.0.1:1', MAIL_FROM: 'auth@example.com' })
 const user = await signUp(app, ctx)
 const admin = await signUp(app, ctx, { role: 'admin' })
 
@@ -17,7 +19,8 @@ const routes: Array<[string, string]> = [
   ['POST', '/auth/change-role'], ['POST', '/auth/logout-all'], ['GET', '/auth/sessions'],
   ['DELETE', '/auth/sessions/:id'], ['POST', '/auth/change-password'], ['GET', '/users'],
   ['GET', '/users/:id'], ['PATCH', '/users/:id'], ['DELETE', '/users/:id'], ['GET', '/audit'],
-  ['GET', '/health'], ['GET', '/ready']
+  ['GET', '/health'], ['GET', '/ready'], ['POST', '/auth/password/forgot'], ['POST', '/auth/password/reset'],
+  ['POST', '/auth/email/verify'], ['PATCH', '/auth/me']
 ]
 
 const hostileString = fc.oneof(
@@ -30,7 +33,7 @@ const jsonValue = fc.letrec((tie) => ({
   value: fc.oneof({ depthSize: 'small' }, hostileString, fc.integer(), fc.double(), fc.boolean(), fc.constant(null),
     fc.array(tie('value'), { maxLength: 3 }), tie('object')),
   object: fc.dictionary(fc.oneof(hostileString, fc.constantFrom('username', 'password', 'role', 'disabled', 'refresh_token',
-    'currentPassword', 'newPassword', '__proto__', 'constructor', 'prototype')), tie('value'), { maxKeys: 5 })
+    'currentPassword', 'newPassword', 'email', 'token', '__proto__', 'constructor', 'prototype')), tie('value'), { maxKeys: 5 })
 })).value
 
 const authorization = fc.oneof(
@@ -82,7 +85,12 @@ t.test('valid bodies with one field replaced by hostile input never get a 5xx', 
     ['POST', '/auth/refresh', { refresh_token: victim.refresh }, undefined],
     ['POST', '/auth/change-role', { username: victim.username, role: 'user' }, admin.access],
     ['POST', '/auth/change-password', { currentPassword: 'wrong password!', newPassword: 'another password' }, victim.access],
-    ['PATCH', `/users/${victim.id}`, { role: 'user', disabled: false }, admin.access]
+    ['PATCH', `/users/${victim.id}`, { role: 'user', disabled: false }, admin.access],
+    ['POST', '/auth/password/forgot', { username: victim.username }, undefined],
+    ['POST', '/auth/password/forgot', { email: 'victim@example.com' }, undefined],
+    ['POST', '/auth/password/reset', { token: 'x'.repeat(43), newPassword: 'another password' }, undefined],
+    ['POST', '/auth/email/verify', { token: 'x'.repeat(43) }, undefined],
+    ['PATCH', '/auth/me', { email: `${victim.username}@example.com` }, victim.access]
   ]
   const hostile = fc.oneof(hostileString, fc.string({ unit: 'binary', maxLength: 64 }), fc.integer(), fc.boolean(),
     fc.constant(null), fc.array(hostileString, { maxLength: 2 }), fc.dictionary(hostileString, hostileString, { maxKeys: 2 }))

@@ -2,10 +2,8 @@
 // stand-in for the auth service's JWKS and introspection endpoints (counting its calls),
 // the revocation hash written as the service writes it, a Redis of the test's own, a TCP
 // proxy that can black-hole, and a downstream app using the plugin.
-import { spawn, type ChildProcess } from 'node:child_process'
 import { generateKeyPairSync, randomBytes, randomUUID, type KeyObject } from 'node:crypto'
 import { connect, createServer, type AddressInfo, type Server, type Socket } from 'node:net'
-import { setTimeout as sleep } from 'node:timers/promises'
 import Fastify, { type FastifyInstance } from 'fastify'
 import { createSigner } from 'fast-jwt'
 import { Redis } from 'ioredis'
@@ -127,50 +125,9 @@ export async function redisPrefix (t: Teardown, url = REDIS_URL): Promise<Writer
   return new Writer(redis, prefix)
 }
 
-export async function freePort (): Promise<number> {
-  return await new Promise((resolve, reject) => {
-    const srv = createServer()
-    srv.once('error', reject)
-    srv.listen(0, '127.0.0.1', () => {
-      const { port } = srv.address() as AddressInfo
-      srv.close(() => resolve(port))
-    })
-  })
-}
-
-/** A redis-server of the test's own (no persistence), to stop and start. */
-export async function privateRedis (t: Teardown): Promise<{ url: string, start: () => Promise<void>, stop: () => Promise<void> }> {
-  const port = await freePort()
-  const url = `redis://127.0.0.1:${port}`
-  let child: ChildProcess | null = null
-  async function start (): Promise<void> {
-    child = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: 'ignore' })
-    for (let i = 0; i < 100; i++) {
-      const probe = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null })
-      probe.on('error', () => {})
-      try {
-        await probe.connect()
-        await probe.ping()
-        return
-      } catch {
-        await sleep(50)
-      } finally {
-        probe.disconnect()
-      }
-    }
-    throw new Error('redis-server did not start')
-  }
-  async function stop (): Promise<void> {
-    const c = child
-    child = null
-    if (c === null || c.exitCode !== null) return
-    const exited = new Promise((resolve) => c.once('exit', resolve))
-    c.kill('SIGKILL')
-    await exited
-  }
-  t.teardown(stop)
-  return { url, start, stop }
-}
+// The repository's own test tools (these tests run in the repository, never from the package).
+export { freePort } from '../../../lib/free-port.js'
+export { redisServer as privateRedis } from '../../../test/support/redis-server.js'
 
 /** A TCP proxy in front of a port: forwards, or (black-holed) accepts and forwards nothing. */
 export async function proxy (t: Teardown, port: number): Promise<{ url: string, blackhole: (on: boolean) => void }> {

@@ -15,17 +15,22 @@
 // sessions without its epoch guard: a fill that read the old row before the COMMIT and
 // lands after both writes, which only a FLUSHALL in between makes possible; it lasts until
 // the entry's TTL.
+//
+// Who may change clients is checked where the change commits, as for an admin's change of
+// a user (UserService.requireAdmin): an admin demoted, disabled or deleted, or whose
+// session ended, while its request waited changes nothing. Each such change is audited in
+// its own transaction. A call without an actor is the service's own (tests, start-up):
+// neither checked nor audited, as a registration without a request is not.
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto'
-import type { PoolClient } from 'pg'
 import type { Redis } from 'ioredis'
 import type { Client, ClientCredentials } from '../../../schemas/clients.js'
+import type { AuditType } from '../../../schemas/audit.js'
 import { Conflict, NotFound, Unavailable } from '../../../lib/errors.js'
 import { withTimeout } from '../../../lib/timeout.js'
-import type { ClientRecord, ClientsRepository, Queryable } from './clients-repository.js'
-
-export interface ClientsDb extends Queryable {
-  transact: <T>(fn: (client: PoolClient) => Promise<T>) => Promise<T>
-}
+import type { Db, Queryable } from '../../external/db.js'
+import type { AuditContext, AuditService } from '../audit/audit-service.js'
+import type { UserService } from '../users/users-service.js'
+import type { ClientRecord, ClientsRepository } from './clients-repository.js'
 
 /** The two halves of HTTP Basic client credentials, form-urlencoding undone. */
 export interface BasicCredentials {
@@ -109,16 +114,24 @@ function decode (value: string): ClientRecord | undefined {
 export class ClientsService {
   constructor (
     private readonly repo: ClientsRepository,
-    private readonly db: ClientsDb,
-    private readonly redis: Redis
+    private readonly db: Db,
+    private readonly redis: Redis,
+    private readonly users: Pick<UserService, 'requireAdmin'>,
+    private readonly audit: AuditService
   ) {}
 
-  async create (name: string): Promise<ClientCredentials> {
+  /** A new client, registered by `actor` (an admin at commit). */
+  async create (name: string, actor?: AuditContext): Promise<ClientCredentials> {
     const clientId = randomBytes(16).toString('base64url')
     const clientSecret = randomBytes(32).toString('base64url')
     try {
-      // No cache write: a new random client id has never been looked up.
-      const client = await this.repo.insert(this.db, clientId, name, hashSecret(clientSecret))
+      const client = await this.db.transact(async (tx) => {
+        await this.authorize(tx, actor)
+        // No cache write: a new random client id has never been looked up.
+        const created = await this.repo.insert(tx, clientId, name, hashSecret(clientSecret))
+        await this.record(tx, actor, 'client_created', created)
+        return created
+      })
       return { ...client, clientSecret }
     } catch (err) {
       if ((err as { code?: string }).code === '23505') throw new Conflict('Client name is already taken')
@@ -131,18 +144,18 @@ export class ClientsService {
   }
 
   /** A new secret; the old one is refused from the moment this returns. */
-  async rotateSecret (id: string): Promise<ClientCredentials> {
+  async rotateSecret (id: string, actor?: AuditContext): Promise<ClientCredentials> {
     const clientSecret = randomBytes(32).toString('base64url')
     const secretHash = hashSecret(clientSecret)
-    const client = await this.change(
+    const client = await this.change(actor, 'client_secret_rotated',
       (tx) => this.repo.setSecret(tx, id, secretHash),
       (changed) => encode({ ...changed, secretHash }))
     return { ...client, clientSecret }
   }
 
   /** The client's credentials are refused from the moment this returns. */
-  async delete (id: string): Promise<Client> {
-    return await this.change((tx) => this.repo.delete(tx, id), () => UNKNOWN)
+  async delete (id: string, actor?: AuditContext): Promise<Client> {
+    return await this.change(actor, 'client_deleted', (tx) => this.repo.delete(tx, id), () => UNKNOWN)
   }
 
   /**
@@ -185,17 +198,31 @@ export class ClientsService {
     }
   }
 
+  /** First in a change's transaction: the actor is an admin with a live session until COMMIT. */
+  private async authorize (tx: Queryable, actor: AuditContext | undefined): Promise<void> {
+    if (actor !== undefined) await this.users.requireAdmin(tx, actor)
+  }
+
+  /** In the transaction of the change it records: both commit, or neither. Never the secret. */
+  private async record (tx: Queryable, actor: AuditContext | undefined, type: AuditType, client: Client): Promise<void> {
+    if (actor === undefined) return
+    await this.audit.record({ ...actor, type, detail: { id: client.id, clientId: client.clientId, name: client.name } }, tx)
+  }
+
   /**
-   * Applies a change to one client in a transaction and writes the client's new cache
-   * entry before COMMIT and after it (see the top of this file).
+   * Applies `actor`'s change to one client in a transaction, audits it, and writes the
+   * client's new cache entry before COMMIT and after it (see the top of this file).
    */
-  private async change (apply: (tx: Queryable) => Promise<Client | null>, cached: (client: Client) => string): Promise<Client> {
+  private async change (actor: AuditContext | undefined, type: AuditType, apply: (tx: Queryable) => Promise<Client | null>,
+    cached: (client: Client) => string): Promise<Client> {
     let written: { key: string, value: string } | undefined
     let client: Client
     try {
       client = await this.db.transact(async (tx) => {
+        await this.authorize(tx, actor)
         const changed = await apply(tx)
         if (changed === null) throw new NotFound('Client not found')
+        await this.record(tx, actor, type, changed)
         written = { key: cacheKey(changed.clientId), value: cached(changed) }
         await this.writeCache(written.key, written.value)
         return changed

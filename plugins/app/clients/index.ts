@@ -11,5 +11,6 @@ declare module 'fastify' {
 }
 
 export default fp(async function clientsPlugin (fastify) {
-  fastify.decorate('clients', new ClientsService(new ClientsRepository(), fastify.db, fastify.redis))
-}, { name: 'clients', dependencies: ['db', 'redis'] })
+  const { db, redis, users, audit } = fastify
+  fastify.decorate('clients', new ClientsService(new ClientsRepository(), db, redis, users, audit))
+}, { name: 'clients', dependencies: ['db', 'redis', 'users', 'audit'] })

@@ -88,7 +88,7 @@ export class UserService {
     // Hashed before the transaction: the admins' rows are not held during argon2.
     const passwordHash = await this.hash(password)
     return await this.revocation.revoke(async (client) => {
-      await this.lockAuthority(client, ctx)
+      await this.requireAdmin(client, ctx)
       const user = created(await this.repository.insert(username, passwordHash, role, email, client))
       await this.audit.record({ ...ctx, type: 'user_created', subjectId: user.id, detail: { username: user.username, role } }, client)
       return user
@@ -188,13 +188,16 @@ export class UserService {
   }
 
   /**
-   * Locks the active admins (in id order, always before any other user's row, so
-   * concurrent changes cannot deadlock); their ids. The actor's authority holds at commit,
-   * not only at the door: an admin demoted or disabled while this request waited (its row
-   * was locked here, so no later change can slip in before COMMIT) is refused, and so is
-   * a session that ended. No actor (the operator at the command line): no check.
+   * Inside an admin's change, before it writes: the actor's authority holds at commit,
+   * not only at the door. Locks the active admins until COMMIT (in id order, always before
+   * any other row, so concurrent changes cannot deadlock), then refuses an actor that is
+   * no longer one of them (demoted, disabled or deleted while its request waited: 403)
+   * or whose session has ended (401). With the actor's row locked, no later demotion or
+   * logout can slip in before COMMIT: they wait for this change, or it saw them. An actor
+   * of null (the service itself at start-up, the operator at the admin command line) is
+   * not checked. The active admins' ids.
    */
-  private async lockAuthority (client: Queryable, actor: ChangeContext): Promise<string[]> {
+  async requireAdmin (client: Queryable, actor: ChangeContext): Promise<string[]> {
     const admins = await this.repository.lockActiveAdmins(client)
     if (actor.actorId !== null) {
       if (!admins.includes(actor.actorId)) throw new Forbidden('Requires role admin')
@@ -204,13 +207,13 @@ export class UserService {
   }
 
   /**
-   * Locks the active admins, checking an admin actor's authority (lockAuthority), then the
+   * Locks the active admins, checking an admin actor's authority (requireAdmin), then the
    * target. Two admins demoting each other at once are serialised here, and the second one
    * sees the first one's result. `self`: the actor is the target, acting on its own account
    * (any role); its session must be live at commit, and a missing user is a dead token.
    */
   private async lockForChange (client: Queryable, target: UserRef, actor: ChangeContext, authority: 'admin' | 'self' = 'admin') {
-    const admins = authority === 'admin' ? await this.lockAuthority(client, actor) : await this.repository.lockActiveAdmins(client)
+    const admins = authority === 'admin' ? await this.requireAdmin(client, actor) : await this.repository.lockActiveAdmins(client)
     const current = await this.repository.lock(target, client)
     if (current === null) throw authority === 'admin' ? new NotFound('User not found') : new InvalidToken('Access token has been revoked')
     // The user's row is locked now, as requireLiveSession's `userLocked` wants.
