@@ -175,6 +175,25 @@ t.test('POST /users/:id/password', async (t) => {
     t.notOk('reset_token' in wrong.json())
   })
 
+  t.test('the reset token sets a password of the user\'s own: sessions start again, the temporary one is gone', async (t) => {
+    const user = await signUp(app, ctx)
+    const reset = (token: string, newPassword: string) => app.inject({ method: 'POST', url: '/auth/password/reset', payload: { token, newPassword } })
+    t.equal((await setPassword(root.access, user.id)).statusCode, 204)
+    const stale = (await loginAs(user.username, TEMPORARY)).json().reset_token
+    // The admin sets another one: a token handed out for the first is dead with it.
+    t.equal((await setPassword(root.access, user.id, { password: `${TEMPORARY} 2` })).statusCode, 204)
+    t.equal((await reset(stale, 'my very own words')).statusCode, 400, 'a token older than the password is refused')
+    const token = (await loginAs(user.username, `${TEMPORARY} 2`)).json().reset_token
+    t.equal((await reset(token, 'password123')).statusCode, 400, 'the password rules apply')
+    t.equal((await reset(token, 'my very own words')).statusCode, 204)
+    const tokens = await login(app, user.username, 'my very own words')
+    t.equal((await me(app, tokens.access)).statusCode, 200, 'signs in with it, and the session works')
+    t.equal((await loginAs(user.username, `${TEMPORARY} 2`)).statusCode, 401, 'the temporary password is gone')
+    t.equal((await reset(token, 'other words again')).statusCode, 400, 'the token is used up')
+    const { rows } = await app.db.query('SELECT temporary_password_hash = password_hash AS temporary FROM users WHERE id = $1', [user.id])
+    t.strictSame(rows, [{ temporary: false }], 'no longer temporary')
+  })
+
   t.test('a disabled user with a temporary password gets the usual 401', async (t) => {
     const user = await signUp(app, ctx)
     t.equal((await setPassword(root.access, user.id)).statusCode, 204)
