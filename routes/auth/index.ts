@@ -2,7 +2,7 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { Type } from '@sinclair/typebox'
 import type { FastifyReply, FastifyRequest } from 'fastify'
-import { bearer, errors, IdParams, ref } from '../../schemas/common.js'
+import { bearer, errors, IdParams, ref, type HttpError } from '../../schemas/common.js'
 import {
   ChangePasswordBody, ChangeRoleBody, Credentials, DeleteMeBody, LoginBody, Me, PasswordChangeRequired, PasswordGrant,
   RefreshBody, Session, TokenPair
@@ -16,6 +16,16 @@ const tokenResponse = (description: string) => ({
   ...ref(TokenPair, description),
   headers: { 'cache-control': { type: 'string', enum: ['no-store'], description: 'Token responses are never cached' } }
 })
+
+/**
+ * The outcomes of a route the caller's own password guards (UserService.checkOwnPassword):
+ * a wrong one is 403 and counts toward the lockout; the one that reaches it ends the session.
+ */
+const ownPassword = (what: string): Array<[number, string, Partial<HttpError>?]> => [
+  [401, `No valid token, or too many wrong ${what}s in a row: this session has ended`],
+  [403, `The ${what} is wrong; nothing changed`, { code: 'AUTH_WRONG_PASSWORD', message: 'Current password is wrong' }],
+  [429, 'Too many wrong passwords from this client, or too many requests; see Retry-After']
+]
 
 const routes: FastifyPluginAsyncTypebox = async function (fastify) {
   const { users, sessions, tokens, recovery, authenticate, requireRole, config } = fastify
@@ -212,9 +222,7 @@ const routes: FastifyPluginAsyncTypebox = async function (fastify) {
       body: ref(ChangePasswordBody),
       response: {
         204: Type.Null({ description: 'Changed; sign in again with the new password' }),
-        ...errors(400, [401, 'No valid token, or too many wrong current passwords in a row: this session has ended'],
-          [403, 'The current password is wrong; nothing changed', { code: 'AUTH_WRONG_PASSWORD', message: 'Current password is wrong' }], 413, 415,
-          [429, 'Too many wrong passwords from this client, or too many requests; see Retry-After'], 503)
+        ...errors(400, ...ownPassword('current password'), 413, 415, 503)
       }
     }
   }, async function (request, reply) {
@@ -235,10 +243,8 @@ const routes: FastifyPluginAsyncTypebox = async function (fastify) {
       body: ref(DeleteMeBody),
       response: {
         204: Type.Null({ description: 'Deleted: the account is gone and its tokens stop working at once' }),
-        ...errors(400, [401, 'No valid token, or too many wrong passwords in a row: this session has ended'],
-          [403, 'The password is wrong; nothing changed', { code: 'AUTH_WRONG_PASSWORD', message: 'Current password is wrong' }],
-          [409, 'The caller is the last active admin', { message: 'The last admin cannot be demoted, disabled or deleted' }], 413, 415,
-          [429, 'Too many wrong passwords from this client, or too many requests; see Retry-After'], 503)
+        ...errors(400, ...ownPassword('password'), [409, 'The caller is the last active admin', { message: 'The last admin cannot be demoted, disabled or deleted' }],
+          413, 415, 503)
       }
     }
   }, async function (request, reply) {

@@ -3,7 +3,7 @@
 // user deletes their own account (DELETE /auth/me). Authority and the last-admin rule are
 // checked at commit, under real concurrency.
 // A database of this file's own: the last-admin rule spans all users.
-import t from 'tap'
+import t, { type Test } from 'tap'
 import type { LightMyRequestResponse } from 'fastify'
 import { bearer, build, context, holdRows, login, me, PASSWORD, signUp, untilLockWaiters, type Account } from '../helper.js'
 
@@ -47,6 +47,27 @@ async function events (type: string, subjectId: string) {
 async function activeAdmins (): Promise<string[]> {
   const { rows } = await app.db.query("SELECT id FROM users WHERE role = 'admin' AND NOT disabled ORDER BY id")
   return rows.map((r) => r.id)
+}
+
+/**
+ * A user signed in on two devices (both cached live) beside a bystander: `act` on the user
+ * answers 204 and ends both sessions at once, access and refresh tokens alike, and
+ * leaves the bystander's. The user.
+ */
+async function endsEverySession (t: Test, act: (user: Account) => Promise<LightMyRequestResponse>): Promise<Account> {
+  const user = await signUp(app, ctx)
+  const phone = await login(app, user.username)
+  const bystander = await signUp(app, ctx)
+  for (const tokens of [user, phone]) t.equal((await me(app, tokens.access)).statusCode, 200, 'warm: the refusal below is the revocation\'s')
+  const res = await act(user)
+  t.equal(res.statusCode, 204)
+  t.equal(res.body, '')
+  for (const tokens of [user, phone]) {
+    t.equal((await me(app, tokens.access)).statusCode, 401, 'the access token is refused')
+    t.equal((await refresh(tokens.refresh)).statusCode, 401, 'and the refresh token')
+  }
+  t.equal((await me(app, bystander.access)).statusCode, 200, 'another user keeps theirs')
+  return user
 }
 
 /** Demotes every active admin but `keep` (through the service, as the operator). */
@@ -130,20 +151,8 @@ t.test('POST /users', async (t) => {
 
 t.test('POST /users/:id/password', async (t) => {
   t.test('204: every session of the user ends, at once; others keep theirs', async (t) => {
-    const user = await signUp(app, ctx)
-    const phone = await login(app, user.username)
-    const bystander = await signUp(app, ctx)
-    // Warm: the refusal below must come from the revocation, not a first read.
-    t.equal((await me(app, user.access)).statusCode, 200)
-    const res = await setPassword(root.access, user.id)
-    t.equal(res.statusCode, 204)
-    t.equal(res.body, '')
-    for (const tokens of [user, phone]) {
-      t.equal((await me(app, tokens.access)).statusCode, 401, 'the access token is refused')
-      t.equal((await refresh(tokens.refresh)).statusCode, 401, 'and the refresh token')
-    }
-    t.equal((await me(app, bystander.access)).statusCode, 200, 'another user is untouched')
-    t.equal((await me(app, root.access)).statusCode, 200, 'and so is the admin')
+    const user = await endsEverySession(t, async (u) => await setPassword(root.access, u.id))
+    t.equal((await me(app, root.access)).statusCode, 200, 'and so does the admin')
     t.equal((await loginAs(user.username, PASSWORD)).statusCode, 401, 'the old password no longer works')
     t.match(await events('password_set', user.id), [{ actor_id: root.id }], 'audited, with the admin as actor')
   })
@@ -225,21 +234,10 @@ t.test('DELETE /users/:id/lockout: 404 for an unknown id, 400 for a malformed on
 
 t.test('DELETE /auth/me', async (t) => {
   t.test('204: the account and every session end at once; other users keep theirs', async (t) => {
-    const user = await signUp(app, ctx)
-    const phone = await login(app, user.username)
-    const bystander = await signUp(app, ctx)
-    t.equal((await me(app, phone.access)).statusCode, 200)
-    const res = await deleteMe(user.access)
-    t.equal(res.statusCode, 204)
-    t.equal(res.body, '')
+    const user = await endsEverySession(t, async (u) => await deleteMe(u.access))
     ctx.forget(user.id)
     t.equal(await userRow(user.id), undefined, 'the user is gone')
-    for (const tokens of [user, phone]) {
-      t.equal((await me(app, tokens.access)).statusCode, 401)
-      t.equal((await refresh(tokens.refresh)).statusCode, 401)
-    }
     t.equal((await loginAs(user.username, PASSWORD)).statusCode, 401)
-    t.equal((await me(app, bystander.access)).statusCode, 200)
     t.match(await events('user_deleted', user.id), [{ actor_id: user.id }], 'audited, the user as actor and subject')
   })
 
