@@ -39,6 +39,8 @@ export interface AppOptions {
   config: Config
   /** Purge interval of expired sessions and recovery tokens and old audit events (ms); tests turn it off with 0. */
   purgeIntervalMs?: number
+  /** Clients a rate limit keeps in memory without Redis (RATE_LIMIT_CLIENTS); a test makes it small. */
+  rateLimitClients?: number
 }
 
 /** The shared schemas and every plugin: the services the routes use, and nothing that listens. */
@@ -57,7 +59,7 @@ export async function services (fastify: FastifyInstance, opts: AppOptions): Pro
   await fastify.register(fastifyFormbody, { bodyLimit: BODY_LIMIT })
   const startupTimeoutMs = config.STARTUP_TIMEOUT * 1000
   await fastify.register(dbPlugin, { databaseUrl: config.DATABASE_URL, poolSize: config.DATABASE_POOL_SIZE, startupTimeoutMs })
-  await fastify.register(redisPlugin, { url: config.REDIS_URL, keyPrefix: config.REDIS_KEY_PREFIX, startupTimeoutMs })
+  await fastify.register(redisPlugin, { url: config.withoutRedis ? undefined : config.REDIS_URL, keyPrefix: config.REDIS_KEY_PREFIX, startupTimeoutMs })
   // After the database and Redis: its queue may still use them when the app closes.
   await fastify.register(mailPlugin, { smtpUrl: config.SMTP_URL, from: config.MAIL_FROM, templatesDir: config.MAIL_TEMPLATES_DIR })
   await fastify.register(revocationPlugin, { accessTtlSeconds: config.ACCESS_TOKEN_TTL })
@@ -90,7 +92,7 @@ export async function services (fastify: FastifyInstance, opts: AppOptions): Pro
   })
   await fastify.register(clientsPlugin)
   await fastify.register(oauthPlugin, { issuer: config.JWT_ISSUER, audience: config.JWT_AUDIENCE })
-  await fastify.register(securityPlugin, { corsOrigins: config.corsOrigins })
+  await fastify.register(securityPlugin, { corsOrigins: config.corsOrigins, rateLimitClients: opts.rateLimitClients })
   await fastify.register(swaggerPlugin)
 }
 

@@ -87,6 +87,11 @@ export type Config = Static<typeof EnvSchema> & {
   /** DATABASE_URL / REDIS_URL were set (or their _FILE): not the defaults. */
   databaseUrlGiven: boolean
   redisUrlGiven: boolean
+  /**
+   * No Redis at all: one instance, revocation read from PostgreSQL on every request, rate
+   * limits and lockouts kept in its memory. Only server.ts sets it (lib/local-mode.ts).
+   */
+  withoutRedis: boolean
   /** EdDSA/ES256 keys when JWT_PRIVATE_KEY is set (then JWT_SECRET is not used). */
   signingKeys?: SigningKeys
   /** METRICS_PORT: `api` (on PORT), `off`, or the port of a listener of its own. */
@@ -311,7 +316,8 @@ export function loadConfig (env: Record<string, string | number | boolean | unde
     signingKeys,
     metrics,
     databaseUrlGiven,
-    redisUrlGiven
+    redisUrlGiven,
+    withoutRedis: false
   }
 }
 

@@ -14,7 +14,8 @@
 // the call returns. What is left open is the exposure docs/revocation.md describes for
 // sessions without its epoch guard: a fill that read the old row before the COMMIT and
 // lands after both writes, which only a FLUSHALL in between makes possible; it lasts until
-// the entry's TTL.
+// the entry's TTL. Without Redis (a single instance) there is no cache: every check reads
+// PostgreSQL, as it does while Redis is unreachable.
 //
 // Who may change clients is checked where the change commits, as for an admin's change of
 // a user (UserService.requireAdmin): an admin demoted, disabled or deleted, or whose
@@ -115,7 +116,8 @@ export class ClientsService {
   constructor (
     private readonly repo: ClientsRepository,
     private readonly db: Db,
-    private readonly redis: Redis,
+    /** Null: no Redis at all (a single instance). */
+    private readonly redis: Redis | null,
     private readonly users: Pick<UserService, 'requireAdmin'>,
     private readonly audit: AuditService
   ) {}
@@ -176,23 +178,23 @@ export class ClientsService {
     const key = cacheKey(clientId)
     let cached: string | null | undefined
     try {
-      cached = await this.redis.get(key)
+      cached = await this.redis?.get(key)
     } catch {
-      cached = undefined // Redis unreachable: PostgreSQL alone decides, nothing is filled
+      cached = undefined // Redis unreachable (or none): PostgreSQL alone decides, nothing is filled
     }
     if (cached === UNKNOWN) return null
     const hit = typeof cached === 'string' ? decode(cached) : undefined
     if (hit !== undefined) return hit
     const record = await withTimeout(this.repo.findByClientId(this.db, clientId), READ_TIMEOUT_MS, () => new Unavailable('postgres'))
     if (cached !== undefined) {
-      await this.redis.set(key, record === null ? UNKNOWN : encode(record), 'PX', CACHE_TTL_MS, 'NX').catch(() => {})
+      await this.redis?.set(key, record === null ? UNKNOWN : encode(record), 'PX', CACHE_TTL_MS, 'NX').catch(() => {})
     }
     return record
   }
 
   private async writeCache (key: string, value: string): Promise<void> {
     try {
-      await this.redis.set(key, value, 'PX', CACHE_TTL_MS)
+      await this.redis?.set(key, value, 'PX', CACHE_TTL_MS)
     } catch {
       throw new Unavailable('redis')
     }
@@ -229,11 +231,11 @@ export class ClientsService {
       })
     } catch (err) {
       // Rolled back after the entry was written: drop it, the next check reads the truth.
-      if (written !== undefined) await this.redis.del(written.key).catch(() => {})
+      if (written !== undefined) await this.redis?.del(written.key).catch(() => {})
       throw err
     }
     const { key, value } = written as { key: string, value: string }
-    await this.redis.set(key, value, 'PX', CACHE_TTL_MS).catch(() => {})
+    await this.redis?.set(key, value, 'PX', CACHE_TTL_MS).catch(() => {})
     return client
   }
 }

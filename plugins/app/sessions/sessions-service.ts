@@ -183,7 +183,7 @@ export class SessionService {
 
   /** Ends the sessions whose reuse was recorded but not yet applied (oldest first); how many tried. */
   async replayReuses (): Promise<number> {
-    if (!this.revocation.redisUsable()) return 0
+    if (!this.revocation.canRevoke()) return 0
     const pending = await this.repository.listReusedLive(100)
     for (const { userId, sid } of pending) await this.endReused(userId, sid)
     return pending.length
