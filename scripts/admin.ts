@@ -14,7 +14,7 @@ import Fastify, { type FastifyInstance } from 'fastify'
 import { services } from '../app.js'
 import { ConfigError, loadConfig } from '../plugins/external/config.js'
 import { StartupError } from '../lib/startup.js'
-import { chooseDatabase, requireTargets } from '../lib/local-mode.js'
+import { chooseDatabase, chooseRedis, requireTargets } from '../lib/local-mode.js'
 import type { EmbeddedPostgres } from '../lib/embedded-postgres.js'
 import { dependencyOf, isDependencyError } from '../lib/errors.js'
 import { passwordProblem } from '../lib/password-policy.js'
@@ -38,6 +38,9 @@ Configuration as the service's: DATABASE_URL, REDIS_URL, REDIS_KEY_PREFIX, … (
 
 /** A mistake in how the command was called: the message, then the usage; exit 2. */
 class UsageError extends Error {}
+
+/** A command this setup cannot carry out: the message; exit 1. */
+class Refused extends Error {}
 
 /** The operator: no account, no session, no client address (audited as such). */
 const OPERATOR: ChangeContext = { actorId: null, sessionId: null, ip: null }
@@ -139,7 +142,7 @@ const COMMANDS: Record<string, Command> = {
 
 /** One line an operator can act on, never a stack. */
 function describe (err: unknown): string {
-  if (err instanceof UsageError || err instanceof StartupError || err instanceof ConfigError) return err.message
+  if (err instanceof UsageError || err instanceof Refused || err instanceof StartupError || err instanceof ConfigError) return err.message
   const { statusCode, message } = err as { statusCode?: number, message?: string }
   if (statusCode === 503 || isDependencyError(err)) {
     const which = dependencyOf(err) === 'redis' ? 'Redis' : 'PostgreSQL'
@@ -165,11 +168,18 @@ async function main (argv: string[]): Promise<number> {
     const database = await chooseDatabase(config, '.data')
     embedded = database.embedded
     if (embedded !== undefined) process.stderr.write(database.line + '\n')
+    // The Redis the service would use; none: the service reads PostgreSQL on every token
+    // check (it sees what this revokes), but counts lockouts in its own memory.
+    const redis = await chooseRedis(config)
+    if (redis.url === undefined && name === 'unlock') {
+      throw new Refused('without Redis the service counts lockouts in its own memory: restart it to clear them')
+    }
     // Errors only, as JSON lines on stderr: what goes wrong with the command is its one line
     // (a dependency's connection warnings would repeat it).
     app = Fastify({ logger: { level: 'error', stream: process.stderr } })
     // It signs no tokens: a missing JWT_SECRET is not worth the service's warning here.
-    await services(app, { config: { ...config, DATABASE_URL: database.url, jwtKeyGenerated: false }, purgeIntervalMs: 0 })
+    const url = { DATABASE_URL: database.url, REDIS_URL: redis.url ?? config.REDIS_URL, withoutRedis: redis.url === undefined }
+    await services(app, { config: { ...config, ...url, jwtKeyGenerated: false }, purgeIntervalMs: 0 })
     await app.ready()
     process.stdout.write(await command(app, args) + '\n')
     return 0
