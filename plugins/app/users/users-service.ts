@@ -93,22 +93,23 @@ export class UserService {
     // `name` is a username or a verified email: the lockout counts the account's username
     // either way, so taking turns with the two does not double the guesses. A name that
     // finds no account is counted as given.
-    const username = account?.username ?? name
-    let attempt = await this.lockout.attempt(username, ctx.ip)
+    const lockKey = account?.username ?? name
+    let attempt = await this.lockout.attempt(lockKey, ctx.ip)
     // The username is throttled across clients, but a client the user has a session from
     // is not held back by strangers' failures (the "device cookie" idea, by address).
     // An unknown username asks about a user that does not exist: the same query, the same time.
     if (attempt.refused && attempt.scope === 'username' && await this.isKnownClient(account?.id ?? NO_USER, ctx.ip)) {
-      attempt = await this.lockout.attempt(username, ctx.ip, { exempt: true })
+      attempt = await this.lockout.attempt(lockKey, ctx.ip, { exempt: true })
     }
+    // The audit log keeps the name as it was typed.
     if (attempt.refused) {
-      await this.audit.record({ ...ctx, type: 'login_locked', subjectId: account?.id ?? null, detail: { username, lock: attempt.scope } })
+      await this.audit.record({ ...ctx, type: 'login_locked', subjectId: account?.id ?? null, detail: { username: name, lock: attempt.scope } })
       throw tooManyRequests('Too many failed logins for this username, try again later', attempt.retryAfter)
     }
     const ok = await argon2.verify(account?.passwordHash ?? this.dummyHash, password)
     if (account === null || !ok || account.disabled) {
       const reason = account === null ? 'unknown_user' : !ok ? 'bad_password' : 'disabled'
-      await this.audit.record({ ...ctx, type: 'login_failed', subjectId: account?.id ?? null, detail: { username, reason, failures: attempt.failures } })
+      await this.audit.record({ ...ctx, type: 'login_failed', subjectId: account?.id ?? null, detail: { username: name, reason, failures: attempt.failures } })
       throw new BadCredentials()
     }
     let passwordHash = account.passwordHash
