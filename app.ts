@@ -24,6 +24,7 @@ import sessionsPlugin from './plugins/app/sessions/index.js'
 import clientsPlugin from './plugins/app/clients/index.js'
 import oauthPlugin from './plugins/app/oauth/index.js'
 import recoveryPlugin from './plugins/app/recovery/index.js'
+import eventsPlugin from './plugins/app/events/index.js'
 import healthRoutes from './routes/health/index.js'
 import wellKnownRoutes from './routes/well-known/index.js'
 import authRoutes from './routes/auth/index.js'
@@ -33,11 +34,14 @@ import userRoutes from './routes/users/index.js'
 import auditRoutes from './routes/audit/index.js'
 import clientRoutes from './routes/clients/index.js'
 import oauthRoutes from './routes/oauth/index.js'
+import ssfRoutes from './routes/ssf/index.js'
 
 export interface AppOptions {
   config: Config
   /** Purge interval of expired sessions and recovery tokens and old audit events (ms); tests turn it off with 0. */
   purgeIntervalMs?: number
+  /** Clients a rate limit keeps in memory without Redis (RATE_LIMIT_CLIENTS); a test makes it small. */
+  rateLimitClients?: number
 }
 
 async function app (fastify: FastifyInstance, opts: AppOptions): Promise<void> {
@@ -55,7 +59,7 @@ async function app (fastify: FastifyInstance, opts: AppOptions): Promise<void> {
   await fastify.register(fastifyFormbody, { bodyLimit: BODY_LIMIT })
   const startupTimeoutMs = config.STARTUP_TIMEOUT * 1000
   await fastify.register(dbPlugin, { databaseUrl: config.DATABASE_URL, poolSize: config.DATABASE_POOL_SIZE, startupTimeoutMs })
-  await fastify.register(redisPlugin, { url: config.REDIS_URL, keyPrefix: config.REDIS_KEY_PREFIX, startupTimeoutMs })
+  await fastify.register(redisPlugin, { url: config.withoutRedis ? undefined : config.REDIS_URL, keyPrefix: config.REDIS_KEY_PREFIX, startupTimeoutMs })
   // After the database and Redis: its queue may still use them when the app closes.
   await fastify.register(mailPlugin, { smtpUrl: config.SMTP_URL, from: config.MAIL_FROM, templatesDir: config.MAIL_TEMPLATES_DIR })
   await fastify.register(revocationPlugin, { accessTtlSeconds: config.ACCESS_TOKEN_TTL })
@@ -67,6 +71,16 @@ async function app (fastify: FastifyInstance, opts: AppOptions): Promise<void> {
     accessTtl: config.ACCESS_TOKEN_TTL
   })
   await fastify.register(auditPlugin, { retentionDays: config.AUDIT_RETENTION_DAYS, purgeIntervalMs: opts.purgeIntervalMs })
+  await fastify.register(eventsPlugin, {
+    issuer: config.JWT_ISSUER,
+    publicUrl: config.PUBLIC_URL,
+    databaseUrl: config.DATABASE_URL,
+    intervalMs: config.EVENTS_DISPATCH_INTERVAL_MS,
+    timeoutMs: config.EVENTS_DELIVERY_TIMEOUT_MS,
+    maxDelayS: config.EVENTS_RETRY_MAX_DELAY,
+    maxAgeS: config.EVENTS_MAX_AGE,
+    retentionS: config.EVENTS_RETENTION
+  })
   await fastify.register(lockoutPlugin, { threshold: config.LOCKOUT_THRESHOLD, globalThreshold: config.lockoutGlobalThreshold })
   await fastify.register(usersPlugin, {
     memoryCost: config.ARGON2_MEMORY_COST,
@@ -88,7 +102,7 @@ async function app (fastify: FastifyInstance, opts: AppOptions): Promise<void> {
   })
   await fastify.register(clientsPlugin)
   await fastify.register(oauthPlugin, { issuer: config.JWT_ISSUER, audience: config.JWT_AUDIENCE })
-  await fastify.register(securityPlugin, { corsOrigins: config.corsOrigins })
+  await fastify.register(securityPlugin, { corsOrigins: config.corsOrigins, rateLimitClients: opts.rateLimitClients })
   await fastify.register(swaggerPlugin)
 
   if (config.ADMIN_USERNAME !== undefined && config.ADMIN_PASSWORD !== undefined) {
@@ -112,6 +126,7 @@ async function app (fastify: FastifyInstance, opts: AppOptions): Promise<void> {
   await fastify.register(auditRoutes, { prefix: '/audit' })
   await fastify.register(clientRoutes, { prefix: '/clients' })
   await fastify.register(oauthRoutes, { prefix: '/oauth' })
+  await fastify.register(ssfRoutes, { prefix: '/ssf' })
 }
 
 // Not encapsulated: the server (and a test) sees the decorators the app adds.

@@ -6,7 +6,7 @@ import app from './app.js'
 import { serverOptions } from './lib/server-options.js'
 import { ConfigError, loadConfig, type Config } from './plugins/external/config.js'
 import { StartupError, startupSummary } from './lib/startup.js'
-import { chooseDatabase, developmentKey, requireTargets } from './lib/local-mode.js'
+import { chooseDatabase, chooseRedis, developmentKey, requireTargets } from './lib/local-mode.js'
 import type { EmbeddedPostgres } from './lib/embedded-postgres.js'
 
 /** An expected start-up failure: one line on stderr, no stack, exit 1. */
@@ -57,11 +57,13 @@ closeWithGrace({ delay: 10_000, logger: server.log }, async ({ err, signal }) =>
 })
 
 try {
-  // Tests point the default address at a closed port to see the embedded fallback.
+  // Tests point the default addresses at closed ports to see the fallbacks.
   const database = await chooseDatabase(config, DATA_DIR, process.env.AUTH_SERVICE_TEST_DEFAULT_DATABASE_URL)
   embedded = database.embedded
   server.log.info(database.line)
-  config = { ...config, DATABASE_URL: database.url }
+  const redis = await chooseRedis(config, process.env.AUTH_SERVICE_TEST_DEFAULT_REDIS_URL)
+  server.log.info(redis.line)
+  config = { ...config, DATABASE_URL: database.url, REDIS_URL: redis.url ?? config.REDIS_URL, withoutRedis: redis.url === undefined }
   await server.register(app, { config })
   await server.listen({ port: config.PORT, host: config.HOST })
   const { fields, message } = startupSummary(config, server.listeningOrigin)

@@ -1,7 +1,8 @@
 // What start-up runs against when nothing is configured: the defaults when something
-// answers there, else (outside production) an embedded PostgreSQL kept in ./.data/, and in
-// development a signing key kept there too, so that `npm ci && npm start` works on a
-// machine with no PostgreSQL and tokens survive a restart. Production never falls back:
+// answers there, else (outside production) an embedded PostgreSQL kept in ./.data/ and no
+// Redis at all (one instance, everything decided from PostgreSQL and its own memory), and
+// in development a signing key kept in ./.data/ too, so that `npm ci && npm start` works on
+// a machine with neither server and tokens survive a restart. Production never falls back:
 // it needs DATABASE_URL and REDIS_URL.
 import { randomBytes } from 'node:crypto'
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs'
@@ -28,10 +29,10 @@ export function requireTargets (config: Config): void {
 }
 
 /** Whether something accepts TCP connections at the URL's host and port. */
-async function answers (url: string, timeoutMs = 1000): Promise<boolean> {
+async function answers (url: string, defaultPort: number, timeoutMs = 1000): Promise<boolean> {
   const { hostname, port } = new URL(url)
   return await new Promise((resolve) => {
-    const socket = connect({ host: hostname.replace(/^\[|\]$/g, ''), port: Number(port || 5432), timeout: timeoutMs })
+    const socket = connect({ host: hostname.replace(/^\[|\]$/g, ''), port: Number(port || defaultPort), timeout: timeoutMs })
     const done = (ok: boolean) => { socket.destroy(); resolve(ok) }
     socket.once('connect', () => done(true))
     socket.once('timeout', () => done(false))
@@ -48,7 +49,7 @@ export async function chooseDatabase (config: Config, dataDir: string, defaultUr
     return { url: config.DATABASE_URL, line: `database: PostgreSQL at ${addressOf(config.DATABASE_URL, 5432)} (DATABASE_URL)` }
   }
   const at = addressOf(defaultUrl, 5432)
-  if (await answers(defaultUrl)) {
+  if (await answers(defaultUrl, 5432)) {
     return { url: defaultUrl, line: `database: PostgreSQL at ${at} (DATABASE_URL is not set: the default address answers)` }
   }
   const database = decodeURIComponent(new URL(defaultUrl).pathname.slice(1))
@@ -59,6 +60,34 @@ export async function chooseDatabase (config: Config, dataDir: string, defaultUr
     embedded,
     line: `database: embedded PostgreSQL in ${where.startsWith('..') ? embedded.dataDir : `./${where}`} on 127.0.0.1:${embedded.port}${embedded.created ? ', created now' : ''} ` +
       `(DATABASE_URL is not set and nothing answers at ${at.split('/')[0]}); set DATABASE_URL to use a PostgreSQL of your own`
+  }
+}
+
+export interface RedisChoice {
+  /** Unset: run without Redis. */
+  url?: string
+  /** One line: which Redis or none, why, and what to set to change it. */
+  line: string
+}
+
+/**
+ * The Redis to use: REDIS_URL when set (or a topology named by REDIS_MODE); else the
+ * default address when something answers there; else none (never in production, which
+ * needs REDIS_URL): a single instance whose token checks read PostgreSQL every time and
+ * whose rate limits and lockouts are counted in its own memory.
+ */
+export async function chooseRedis (config: Config, defaultUrl = config.REDIS_URL): Promise<RedisChoice> {
+  if (config.redisUrlGiven || config.REDIS_MODE !== 'standalone') {
+    const port = config.REDIS_MODE === 'sentinel' ? 26379 : 6379
+    return { url: config.REDIS_URL, line: `redis: ${config.REDIS_MODE === 'standalone' ? 'Redis' : `Redis (${config.REDIS_MODE})`} at ${addressOf(config.REDIS_URL, port)} (REDIS_URL)` }
+  }
+  const at = addressOf(defaultUrl, 6379).split('/')[0]
+  if (await answers(defaultUrl, 6379)) {
+    return { url: defaultUrl, line: `redis: Redis at ${at} (REDIS_URL is not set: the default address answers)` }
+  }
+  return {
+    line: 'redis: none, a single instance: token checks read PostgreSQL on every request, rate limits and lockouts are ' +
+      `counted in this process (REDIS_URL is not set and nothing answers at ${at}); set REDIS_URL to run several instances`
   }
 }
 

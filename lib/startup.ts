@@ -119,7 +119,7 @@ export function startupSummary (config: Config, origin: string): { fields: Recor
         ? `HS256 (development key in ${config.jwtKeyFile})`
         : config.jwtKeyGenerated ? 'HS256 (per-process key: JWT_SECRET not set)' : 'HS256'),
     postgres: addressOf(config.DATABASE_URL, 5432),
-    redis: addressOf(config.REDIS_URL, config.REDIS_MODE === 'sentinel' ? 26379 : 6379) + redisMode,
+    redis: config.withoutRedis ? 'none (a single instance)' : addressOf(config.REDIS_URL, config.REDIS_MODE === 'sentinel' ? 26379 : 6379) + redisMode,
     metrics: config.metrics === 'api' ? `${origin}/metrics` : config.metrics === 'off' ? 'off' : `port ${config.metrics}`
   }
   return { fields, message: `listening on ${origin}, docs on ${fields.docs}` }

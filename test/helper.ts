@@ -112,10 +112,14 @@ export async function deleteKeys (redisUrl: string, prefix: string): Promise<voi
 
 export type Overrides = Record<string, string | number | boolean | undefined>
 
-/** Builds and readies the app; closed at teardown. */
+/**
+ * Builds and readies the app; closed at teardown. `withoutRedis`: as server.ts runs it when
+ * nothing answers at the default Redis address (a single instance, no Redis at all);
+ * `rateLimitClients`: the in-process rate limits' cap (AppOptions).
+ */
 export async function build (t: Teardown, ctx: TestContext, overrides: Overrides = {},
-  opts: { logStream?: { write: (line: string) => void } } = {}): Promise<FastifyInstance> {
-  const config = loadConfig({
+  opts: { logStream?: { write: (line: string) => void }, withoutRedis?: boolean, rateLimitClients?: number } = {}): Promise<FastifyInstance> {
+  const loaded = loadConfig({
     DATABASE_URL: ctx.databaseUrl,
     REDIS_URL: BASE_REDIS_URL,
     REDIS_KEY_PREFIX: ctx.redisKeyPrefix,
@@ -136,8 +140,9 @@ export async function build (t: Teardown, ctx: TestContext, overrides: Overrides
     REFRESH_REUSE_INTERVAL: 0,
     ...overrides
   })
+  const config = { ...loaded, withoutRedis: opts.withoutRedis === true }
   const server = Fastify(serverOptions(config, opts.logStream))
-  await server.register(app, { config, purgeIntervalMs: 0 })
+  await server.register(app, { config, purgeIntervalMs: 0, rateLimitClients: opts.rateLimitClients })
   t.teardown(() => server.close())
   await server.ready()
   return server
@@ -267,6 +272,12 @@ export function holdStateRead (t: Teardown, app: FastifyInstance): { read: Promi
   return { read, release }
 }
 
+/** The app's Redis client, for a test that reads or writes its keys (an app built with Redis). */
+export function redisOf (app: FastifyInstance): Redis {
+  if (app.redis === null) throw new Error('this app runs without Redis')
+  return app.redis
+}
+
 export interface Costs<T> {
   result: T
   /** PostgreSQL connections taken from the pool (every query takes one). */
@@ -284,6 +295,14 @@ export async function costs<T> (app: FastifyInstance, fn: () => Promise<T>): Pro
   const onAcquire = () => { pgQueries++ }
   app.db.pool.on('acquire', onAcquire)
   const redis = app.redis
+  if (redis === null) {
+    // No client to count on: nothing can reach a Redis.
+    try {
+      return { result: await fn(), pgQueries, redisCommands, redisWrites }
+    } finally {
+      app.db.pool.off('acquire', onAcquire)
+    }
+  }
   const send = redis.sendCommand.bind(redis)
   redis.sendCommand = ((...args: Parameters<typeof send>) => { redisCommands++; return send(...args) }) as typeof redis.sendCommand
   const stream = (redis as unknown as { stream: { write: (...args: unknown[]) => boolean } }).stream

@@ -111,7 +111,7 @@ export default fp(async function metricsPlugin (fastify) {
     }),
     readThroughs: new Counter({
       name: 'auth_pg_read_throughs_total',
-      help: 'Token checks answered from PostgreSQL: reason=miss (cache filled) or reason=redis_unavailable (fallback)',
+      help: 'Token checks answered from PostgreSQL: reason=miss (cache filled), reason=redis_unavailable (fallback), reason=no_redis (running without Redis: every check)',
       labelNames: ['reason'],
       registers: [registry]
     })

@@ -1,15 +1,23 @@
-// Provides `fastify.redis` (ioredis through @fastify/redis): one Redis, a Redis Cluster or
-// a Sentinel-managed master (REDIS_MODE), tuned to fail fast: Redis is a cache, and a
-// request must fall back to PostgreSQL rather than wait for it.
+// Provides `fastify.redis` (ioredis): one Redis, a Redis Cluster or a Sentinel-managed
+// master (REDIS_MODE), tuned to fail fast: Redis is a cache, and a request must fall back to
+// PostgreSQL rather than wait for it. Null when the service runs as a single instance
+// without Redis (lib/local-mode.ts): each user of it then keeps to PostgreSQL or its own
+// memory, on the path it takes when Redis is unreachable.
 import fp from 'fastify-plugin'
-import fastifyRedis from '@fastify/redis'
 import { Cluster, Redis, type ClusterOptions, type RedisOptions as IORedisOptions } from 'ioredis'
 import { addressOf, ATTEMPT_TIMEOUT_MS, describeCause, unreachable, type Target, type WaitOptions } from '../../lib/startup.js'
 
 export type RedisMode = 'standalone' | 'cluster' | 'sentinel'
 
+declare module 'fastify' {
+  interface FastifyInstance {
+    redis: Redis | null
+  }
+}
+
 export interface RedisOptions {
-  url: string
+  /** Unset: no Redis at all (a single instance, lib/local-mode.ts). */
+  url?: string
   keyPrefix: string
   /** How long start-up waits for Redis before giving up (ms). */
   startupTimeoutMs?: number
@@ -157,6 +165,10 @@ async function connected (client: Redis, target: Target, wait: WaitOptions): Pro
 
 export default fp<RedisOptions>(async function redisPlugin (fastify, opts) {
   const { config } = fastify
+  if (opts.url === undefined) {
+    fastify.decorate('redis', null)
+    return
+  }
   const client = createRedisClient(opts.url, opts.keyPrefix, {
     mode: config.REDIS_MODE,
     nodes: config.REDIS_NODES,
@@ -199,7 +211,7 @@ export default fp<RedisOptions>(async function redisPlugin (fastify, opts) {
     setTimeout(() => { if (!closing) client.connect().catch(() => {}) }, 500).unref()
   })
 
-  await fastify.register(fastifyRedis, { client, closeClient: false })
+  fastify.decorate('redis', client)
   fastify.metrics.gauge('auth_redis_up', '1 while the Redis client is connected and ready', () => Number(client.status === 'ready'))
   fastify.addHook('onClose', async () => {
     closing = true

@@ -1,6 +1,7 @@
 // Provides HTTP hardening: security headers (helmet), CORS only for the origins
 // in CORS_ORIGINS, and per-IP rate limits (@fastify/rate-limit, counted in Redis so that
-// all instances share them) for the routes that declare `config.rateLimit`.
+// all instances share them; in this process, within a cap, when it runs without Redis)
+// for the routes that declare `config.rateLimit`.
 import fp from 'fastify-plugin'
 import type { FastifyReply, FastifyRequest, HookHandlerDoneFunction } from 'fastify'
 import helmet, { type HelmetOptions } from 'helmet'
@@ -8,9 +9,19 @@ import fastifyCors from '@fastify/cors'
 import fastifyRateLimit from '@fastify/rate-limit'
 import { BadRequest, TooManyRequests } from '../../lib/errors.js'
 import { clientIp, clientKey } from '../../lib/client-ip.js'
+import { BoundedMap } from '../../lib/bounded-map.js'
+
+/**
+ * Without Redis, clients counted per rate-limited route (@fastify/rate-limit's in-process
+ * store, an LRU: past the cap, the client counted longest ago is forgotten), and
+ * rate-limited clients remembered for the audit's once-per-window rule.
+ */
+export const RATE_LIMIT_CLIENTS = 10_000
 
 export interface SecurityOptions {
   corsOrigins: string[]
+  /** RATE_LIMIT_CLIENTS unless a test wants to see the cap. */
+  rateLimitClients?: number
 }
 
 /**
@@ -78,7 +89,13 @@ function requireBody (request: FastifyRequest, _reply: FastifyReply, done: HookH
 }
 
 export default fp<SecurityOptions>(async function securityPlugin (fastify, opts) {
+  const clients = opts.rateLimitClients ?? RATE_LIMIT_CLIENTS
   fastify.addHook('onRoute', (route) => {
+    // Before @fastify/rate-limit's own onRoute hook (registered below) builds the route's
+    // store: its in-process LRU, used without Redis, holds this many clients.
+    const limit = (route.config as { rateLimit?: { cache?: number } } | undefined)?.rateLimit
+    if (typeof limit === 'object' && limit.cache === undefined) limit.cache = clients
+
     const body = route.schema?.body as { content?: unknown } | undefined
     if (body?.content === undefined) return
     const hooks = route.preValidation
@@ -102,9 +119,19 @@ export default fp<SecurityOptions>(async function securityPlugin (fastify, opts)
     })
   }
 
+  // Whether a refused client is the first of its window (route and client key): the one
+  // whose refusal is audited.
+  const { redis } = fastify
+  const audited = new BoundedMap<string, true>(clients)
+  const firstInWindow = redis === null
+    ? async (key: string, windowMs: number) => audited.setIfAbsent(key, true, windowMs)
+    : async (key: string, windowMs: number) => await redis.set(`rla:${key}`, '1', 'PX', windowMs, 'NX') === 'OK'
+
   await fastify.register(fastifyRateLimit, {
     global: false,
-    redis: fastify.redis,
+    // Without Redis, each route's store is the plugin's in-process LRU, capped by the
+    // route's `cache` (set above).
+    redis: redis ?? undefined,
     nameSpace: 'rl:',
     // Redis down: let requests through (argon2 still bounds the rate) rather than lock
     // every user out; the per-username lockout fails open the same way.
@@ -117,8 +144,8 @@ export default fp<SecurityOptions>(async function securityPlugin (fastify, opts)
     onExceeded: (request, key) => {
       const route = request.routeOptions.url ?? ''
       const windowMs = Number((request.routeOptions.config as { rateLimit?: { timeWindow?: number } }).rateLimit?.timeWindow ?? 60_000)
-      fastify.redis.set(`rla:${route}:${key}`, '1', 'PX', windowMs, 'NX').then((first) => {
-        if (first === 'OK') return fastify.audit.record({ type: 'rate_limited', ip: clientIp(request), detail: { route } })
+      firstInWindow(`${route}:${key}`, windowMs).then((first) => {
+        if (first) return fastify.audit.record({ type: 'rate_limited', ip: clientIp(request), detail: { route } })
       }, () => {})
     },
     errorResponseBuilder: (_request, context) =>

@@ -8,7 +8,7 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { Redis } from 'ioredis'
-import { bearer, build, context, freePort, login, signUp } from '../helper.js'
+import { bearer, build, context, freePort, login, redisOf, signUp } from '../helper.js'
 import { counter, timed, waitFor } from './support.js'
 
 const ANSWER_MS = 1000
@@ -114,7 +114,7 @@ t.test('found through Sentinel; the master dies; the promoted replica is followe
   t.equal((await me(user.access)).status, 401, 'the revocation made before the failover holds')
   const out = await app.inject({ method: 'POST', url: '/auth/logout', headers: bearer(phone.access) })
   t.equal(out.statusCode, 204, 'revocations work on the new master')
-  if (out.statusCode !== 204) t.comment(out.body, app.redis.status, JSON.stringify((app.redis as any).options?.port), await replica.client.info('replication'))
+  if (out.statusCode !== 204) t.comment(out.body, redisOf(app).status, JSON.stringify((redisOf(app) as any).options?.port), await replica.client.info('replication'))
   t.equal((await me(phone.access)).status, 401)
   t.match(await replica.client.hget(key, `s:${JSON.parse(Buffer.from(phone.access.split('.')[1], 'base64url').toString()).sid}`), /^x:[0-9]+$/)
   t.equal((await me(other.access)).status, 200)

@@ -1,14 +1,20 @@
 // The ways of running the service in production agree: `npm start` and the Dockerfile's CMD
 // pass node the same flags (the benchmark runs with those of `npm start`); the Dockerfile
 // and docker-compose.yml check health the same way, bind as documented, and keep secrets
-// and /metrics where they belong. (Read-only: no Docker engine runs the files here.)
+// and /metrics where they belong. No Docker engine runs the files here: they are read, and
+// the health check's command is run against a listening instance.
+import { spawn } from 'node:child_process'
 import { readFileSync } from 'node:fs'
+import type { AddressInfo } from 'node:net'
 import t from 'tap'
 import { EnvSchema } from '../../plugins/external/config.js'
+import { build, context, privateRedis } from '../helper.js'
 
 const root = new URL('../..', import.meta.url)
 const start = JSON.parse(readFileSync(new URL('package.json', root), 'utf8')).scripts.start as string
 const cmd = /^CMD (\[.*\])$/m.exec(readFileSync(new URL('Dockerfile', root), 'utf8'))
+/** The Dockerfile's exec-form HEALTHCHECK: its command as JSON. */
+const HEALTHCHECK = /^HEALTHCHECK [^\n]*\\\n\s+CMD (\[.*\])$/m
 
 t.test('npm start and the Dockerfile run node with the same flags', async (t) => {
   const fromStart = /\bnode((?: --[\w-]+(?:=\S+)?)*) dist\/server\.js/.exec(start)
@@ -22,7 +28,7 @@ t.test('npm start and the Dockerfile run node with the same flags', async (t) =>
 t.test('the Dockerfile and docker-compose.yml check the app\'s health the same way: /ready', async (t) => {
   const dockerfile = readFileSync(new URL('Dockerfile', root), 'utf8')
   const compose = readFileSync(new URL('docker-compose.yml', root), 'utf8')
-  const image = /^HEALTHCHECK [^\n]*\\\n\s+CMD (\[.*\])$/m.exec(dockerfile)
+  const image = HEALTHCHECK.exec(dockerfile)
   t.ok(image, 'the Dockerfile has an exec-form HEALTHCHECK')
   const app = /^ {2}app:\n(?: {4}.*\n| *\n)*? {4}healthcheck:\n {6}test: (\[.*\])$/m.exec(compose)
   t.ok(app, 'the app service of docker-compose.yml has a healthcheck')
@@ -65,6 +71,24 @@ t.test('a supported Node.js LTS: the image, and package.json engines', async (t)
   t.equal(engines, '>=22', 'engines asks for a supported LTS')
   t.ok(images[0] >= Number(/^>=(\d+)/.exec(engines)?.[1]), 'which the image satisfies')
   t.match(dockerfile, /^ENV NODE_ENV=production HOST=0\.0\.0\.0 /m, 'HOST 0.0.0.0 in the image')
+})
+
+t.test('the health check passes while the instance takes traffic, degraded included, and fails once it is gone', async (t) => {
+  const dockerfile = readFileSync(new URL('Dockerfile', root), 'utf8')
+  const [command, ...args] = JSON.parse(HEALTHCHECK.exec(dockerfile)?.[1] ?? '[]') as string[]
+  const redis = await privateRedis(t)
+  const app = await build(t, await context(t), { REDIS_URL: redis.url })
+  await app.listen({ port: 0, host: '127.0.0.1' })
+  const { port } = app.server.address() as AddressInfo
+  const check = () => new Promise<number | null>((resolve) => {
+    spawn(command, args, { env: { PATH: process.env.PATH, PORT: String(port) }, stdio: 'ignore' }).once('exit', resolve)
+  })
+  t.equal(await check(), 0, 'healthy')
+  await redis.stop()
+  t.match((await app.inject('/ready')).json(), { status: 'degraded' })
+  t.equal(await check(), 0, 'still healthy with Redis down: an outage of a shared dependency marks no container unhealthy')
+  await app.close()
+  t.equal(await check(), 1, 'unhealthy once it no longer answers')
 })
 
 t.test('.env.example lists every variable of the service', async (t) => {

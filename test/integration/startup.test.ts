@@ -9,6 +9,10 @@ import { runService } from '../support/service.js'
 
 const SECRET_PASSWORD = 'hunter2-never-printed'
 
+// Every case starts the real entry point, which tsx compiles afresh: a dozen starts take
+// longer than the suite's per-file timeout on a loaded machine.
+t.setTimeout(300_000)
+
 function env (overrides: Record<string, string>): Record<string, string> {
   return {
     NODE_ENV: 'test',
@@ -121,6 +125,25 @@ t.test('a dependency that comes up during the wait: start-up goes on', async (t)
   await service.listening(`http://127.0.0.1:${port}`)
   t.same(await service.stop(), { code: 0, signal: null })
   t.equal(service.stderr(), '')
+})
+
+t.test('NODE_ENV=production never falls back: it needs DATABASE_URL and REDIS_URL', async (t) => {
+  // Nothing answers at the default addresses either: elsewhere that means an embedded
+  // PostgreSQL, or no Redis.
+  const closed = await freePort()
+  const production = {
+    NODE_ENV: 'production',
+    JWT_SECRET: 'q2n3W8k+f1Zc0yR7uD9pLx4bT6mH5sJvA2eG8iKoNw1QzXc3VbUy7tRe4WsPqLm0',
+    AUTH_SERVICE_TEST_DEFAULT_DATABASE_URL: `postgres://postgres:postgres@127.0.0.1:${closed}/auth`,
+    AUTH_SERVICE_TEST_DEFAULT_REDIS_URL: `redis://127.0.0.1:${closed}`
+  }
+  const noDatabase = await failedStart(t, { ...production, DATABASE_URL: '' })
+  t.equal(noDatabase.code, 1)
+  oneLine(t, noDatabase.stderr, /^Invalid configuration: DATABASE_URL is required when NODE_ENV=production \(no default, no embedded fallback\)$/)
+
+  const noRedis = await failedStart(t, { ...production, REDIS_URL: '' })
+  t.equal(noRedis.code, 1)
+  oneLine(t, noRedis.stderr, /^Invalid configuration: REDIS_URL is required when NODE_ENV=production \(no default, no embedded fallback\)$/)
 })
 
 t.test('configuration errors: one line, the quoted value as given', async (t) => {

@@ -2,7 +2,7 @@
 import { isIP } from 'node:net'
 import t from 'tap'
 import argon2 from 'argon2'
-import { bearer, build, context, login, me, PASSWORD, signUp } from '../helper.js'
+import { bearer, build, context, login, me, PASSWORD, redisOf, signUp } from '../helper.js'
 
 const ctx = await context(t)
 // Sign-ups log in from 127.0.0.1: through an instance without tight limits.
@@ -178,10 +178,10 @@ t.test('LOCKOUT_THRESHOLD failed logins in a row lock the username for that clie
 
   // The lock grows: one more failure after it lapses locks for longer.
   const key = `{lock:${victim.username.toLowerCase()}}`
-  const lockedFor = async () => Number(await app.redis.hget(key, 'l:10.9.9.9')) - Date.now()
+  const lockedFor = async () => Number(await redisOf(app).hget(key, 'l:10.9.9.9')) - Date.now()
   const first = await lockedFor()
   t.ok(first > 25_000 && first <= 30_000, `first lock ${first} ms`)
-  await app.redis.hset(key, 'l:10.9.9.9', '0')
+  await redisOf(app).hset(key, 'l:10.9.9.9', '0')
   t.equal((await loginFrom(app, victim.username, 'wrong again')).statusCode, 401)
   const second = await lockedFor()
   t.ok(second > 30_000, `second lock ${second} ms is longer`)

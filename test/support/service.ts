@@ -20,8 +20,21 @@ export interface Service {
   exited: Promise<{ code: number | null, signal: NodeJS.Signals | null }>
   /** Resolves when `GET <url>/health` answers 200 (ms since the spawn), or rejects if it exits first. */
   listening: (url: string, timeoutMs?: number) => Promise<number>
+  /**
+   * The first JSON log line whose `msg` starts with `prefix`, waiting for it: logs reach
+   * stdout asynchronously (pino's buffered destination, flushed at least every second), so
+   * a start-up line may trail "listening". Undefined if none came within `timeoutMs`.
+   */
+  logLine: (prefix: string, timeoutMs?: number) => Promise<LogLine | undefined>
   /** SIGTERM, then the exit. */
   stop: () => Promise<{ code: number | null, signal: NodeJS.Signals | null }>
+  /** SIGKILL (a crash: nothing runs on the way out), then the exit. */
+  kill: () => Promise<{ code: number | null, signal: NodeJS.Signals | null }>
+}
+
+export interface LogLine {
+  msg: string
+  [field: string]: unknown
 }
 
 /** Starts server.ts with exactly `env` (plus PATH and HOME). Killed at teardown if still running. */
@@ -56,8 +69,20 @@ export function runService (t: Teardown, env: Record<string, string>, opts: { cw
       }
       throw new Error(`the service did not listen within ${timeoutMs} ms: ${stderr}${stdout.slice(-2000)}`)
     },
+    async logLine (prefix, timeoutMs = 5000) {
+      for (const deadline = Date.now() + timeoutMs; ;) {
+        const line = stdout.split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as LogLine)
+          .find((l) => typeof l.msg === 'string' && l.msg.startsWith(prefix))
+        if (line !== undefined || Date.now() >= deadline) return line
+        await sleep(100)
+      }
+    },
     async stop () {
       if (running()) child.kill('SIGTERM')
+      return await exited
+    },
+    async kill () {
+      if (running()) child.kill('SIGKILL')
       return await exited
     }
   }

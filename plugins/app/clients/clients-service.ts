@@ -14,7 +14,8 @@
 // the call returns. What is left open is the exposure docs/revocation.md describes for
 // sessions without its epoch guard: a fill that read the old row before the COMMIT and
 // lands after both writes, which only a FLUSHALL in between makes possible; it lasts until
-// the entry's TTL.
+// the entry's TTL. Without Redis (a single instance) there is no cache: every check reads
+// PostgreSQL, as it does while Redis is unreachable.
 //
 // Who may change clients is checked where the change commits, as for an admin's change of
 // a user (UserService.requireAdmin): an admin demoted, disabled or deleted, or whose
@@ -115,20 +116,21 @@ export class ClientsService {
   constructor (
     private readonly repo: ClientsRepository,
     private readonly db: Db,
-    private readonly redis: Redis,
+    /** Null: no Redis at all (a single instance). */
+    private readonly redis: Redis | null,
     private readonly users: Pick<UserService, 'requireAdmin'>,
     private readonly audit: AuditService
   ) {}
 
   /** A new client, registered by `actor` (an admin at commit). */
-  async create (name: string, actor?: AuditContext): Promise<ClientCredentials> {
+  async create (name: string, actor?: AuditContext, backchannelLogoutUri: string | null = null): Promise<ClientCredentials> {
     const clientId = randomBytes(16).toString('base64url')
     const clientSecret = randomBytes(32).toString('base64url')
     try {
       const client = await this.db.transact(async (tx) => {
         await this.authorize(tx, actor)
         // No cache write: a new random client id has never been looked up.
-        const created = await this.repo.insert(tx, clientId, name, hashSecret(clientSecret))
+        const created = await this.repo.insert(tx, clientId, name, hashSecret(clientSecret), backchannelLogoutUri)
         await this.record(tx, actor, 'client_created', created)
         return created
       })
@@ -153,6 +155,20 @@ export class ClientsService {
     return { ...client, clientSecret }
   }
 
+  /**
+   * `actor` sets or clears where the client's logout tokens go (the cached credentials do
+   * not change).
+   */
+  async setBackchannelLogoutUri (id: string, uri: string | null, actor?: AuditContext): Promise<Client> {
+    return await this.db.transact(async (tx) => {
+      await this.authorize(tx, actor)
+      const client = await this.repo.setBackchannelLogoutUri(tx, id, uri)
+      if (client === null) throw new NotFound('Client not found')
+      await this.record(tx, actor, 'client_updated', client)
+      return client
+    })
+  }
+
   /** The client's credentials are refused from the moment this returns. */
   async delete (id: string, actor?: AuditContext): Promise<Client> {
     return await this.change(actor, 'client_deleted', (tx) => this.repo.delete(tx, id), () => UNKNOWN)
@@ -167,8 +183,9 @@ export class ClientsService {
     if (credentials === null) return null
     const record = CLIENT_ID.test(credentials.clientId) ? await this.lookup(credentials.clientId) : null
     if (!secretMatches(record, credentials.clientSecret)) return null
-    const { secretHash: _, ...client } = record as ClientRecord
-    return client
+    // What the cache holds, whether or not it came from there (no back-channel logout URI).
+    const { id, clientId, name, createdAt } = record as ClientRecord
+    return { id, clientId, name, createdAt }
   }
 
   /** The client's record: from Redis when cached, else from PostgreSQL (and cached). */
@@ -176,23 +193,23 @@ export class ClientsService {
     const key = cacheKey(clientId)
     let cached: string | null | undefined
     try {
-      cached = await this.redis.get(key)
+      cached = await this.redis?.get(key)
     } catch {
-      cached = undefined // Redis unreachable: PostgreSQL alone decides, nothing is filled
+      cached = undefined // Redis unreachable (or none): PostgreSQL alone decides, nothing is filled
     }
     if (cached === UNKNOWN) return null
     const hit = typeof cached === 'string' ? decode(cached) : undefined
     if (hit !== undefined) return hit
     const record = await withTimeout(this.repo.findByClientId(this.db, clientId), READ_TIMEOUT_MS, () => new Unavailable('postgres'))
     if (cached !== undefined) {
-      await this.redis.set(key, record === null ? UNKNOWN : encode(record), 'PX', CACHE_TTL_MS, 'NX').catch(() => {})
+      await this.redis?.set(key, record === null ? UNKNOWN : encode(record), 'PX', CACHE_TTL_MS, 'NX').catch(() => {})
     }
     return record
   }
 
   private async writeCache (key: string, value: string): Promise<void> {
     try {
-      await this.redis.set(key, value, 'PX', CACHE_TTL_MS)
+      await this.redis?.set(key, value, 'PX', CACHE_TTL_MS)
     } catch {
       throw new Unavailable('redis')
     }
@@ -229,11 +246,11 @@ export class ClientsService {
       })
     } catch (err) {
       // Rolled back after the entry was written: drop it, the next check reads the truth.
-      if (written !== undefined) await this.redis.del(written.key).catch(() => {})
+      if (written !== undefined) await this.redis?.del(written.key).catch(() => {})
       throw err
     }
     const { key, value } = written as { key: string, value: string }
-    await this.redis.set(key, value, 'PX', CACHE_TTL_MS).catch(() => {})
+    await this.redis?.set(key, value, 'PX', CACHE_TTL_MS).catch(() => {})
     return client
   }
 }

@@ -1,24 +1,11 @@
-// Failed password attempts per username, counted in Redis so that every instance sees
-// them: per client (IP, or IPv6 /64) a lock that grows with each failure in a row, and
-// across all clients a throttle on the username. The design and its trade-off: README,
-// "Password guessing and lockouts".
-import { readFileSync } from 'node:fs'
+// Failed password attempts per username, counted where every instance sees them (Redis;
+// in this process for a single instance without Redis, lockout-store.ts): per client (IP,
+// or IPv6 /64) a lock that grows with each failure in a row, and across all clients a
+// throttle on the username. The design and its trade-off: README, "Password guessing and
+// lockouts".
 import type { FastifyBaseLogger } from 'fastify'
-import type { Redis, Result } from 'ioredis'
 import { clientKey } from '../../../lib/client-ip.js'
-
-declare module 'ioredis' {
-  interface RedisCommander<Context> {
-    authLockAttempt(key: string, client: string, threshold: number, globalThreshold: number, firstMs: number, longestMs: number,
-      globalFirstMs: number, globalLongestMs: number, windowMs: number, exempt: string): Result<[number, number], Context>
-    authLockSucceeded(key: string, client: string, globalThreshold: number): Result<number, Context>
-  }
-}
-
-// The scripts, beside this file (`npm run build` copies them into dist/).
-const script = (name: string) => readFileSync(new URL(name, import.meta.url), 'utf8')
-const ATTEMPT_LUA = script('attempt.lua')
-const SUCCEEDED_LUA = script('succeeded.lua')
+import type { LockoutLimits, LockoutStore } from './lockout-store.js'
 
 /** A client's first lock 30 s, doubling with each further failure, at most 15 minutes. */
 const FIRST_LOCK_MS = 30_000
@@ -47,16 +34,24 @@ export interface LockoutOptions {
 export class LockoutService {
   readonly threshold: number
   readonly globalThreshold: number
+  private readonly limits: LockoutLimits
 
   constructor (
-    private readonly redis: Redis,
+    private readonly store: LockoutStore,
     private readonly log: FastifyBaseLogger,
     opts: LockoutOptions
   ) {
     this.threshold = opts.threshold
     this.globalThreshold = opts.globalThreshold
-    redis.defineCommand('authLockAttempt', { numberOfKeys: 1, lua: ATTEMPT_LUA })
-    redis.defineCommand('authLockSucceeded', { numberOfKeys: 1, lua: SUCCEEDED_LUA })
+    this.limits = {
+      threshold: opts.threshold,
+      globalThreshold: opts.globalThreshold,
+      firstMs: FIRST_LOCK_MS,
+      longestMs: LONGEST_LOCK_MS,
+      globalFirstMs: GLOBAL_FIRST_LOCK_MS,
+      globalLongestMs: GLOBAL_LONGEST_LOCK_MS,
+      windowMs: WINDOW_MS
+    }
   }
 
   // Keyed by the lower-cased username whether or not the user exists, so a lockout says
@@ -76,8 +71,7 @@ export class LockoutService {
   async attempt (username: string, ip: string, opts: { exempt?: boolean } = {}): Promise<Attempt> {
     let result: [number, number]
     try {
-      result = await this.redis.authLockAttempt(this.key(username), clientKey(ip), this.threshold, this.globalThreshold,
-        FIRST_LOCK_MS, LONGEST_LOCK_MS, GLOBAL_FIRST_LOCK_MS, GLOBAL_LONGEST_LOCK_MS, WINDOW_MS, opts.exempt === true ? '1' : '0')
+      result = await this.store.attempt(this.key(username), clientKey(ip), this.limits, opts.exempt === true)
     } catch (err) {
       this.log.warn({ err: { message: (err as Error).message } }, 'password attempt not counted: Redis unavailable')
       return { refused: false, failures: 0 }
@@ -89,12 +83,12 @@ export class LockoutService {
 
   /** The attempt's password was right: this client's run of failures ends. */
   async succeeded (username: string, ip: string): Promise<void> {
-    await this.redis.authLockSucceeded(this.key(username), clientKey(ip), this.globalThreshold)
+    await this.store.succeeded(this.key(username), clientKey(ip), this.globalThreshold)
       .catch((err: Error) => this.log.warn({ err: { message: err.message } }, 'password attempt not settled: Redis unavailable'))
   }
 
   /** Forgets every failure and lock of the username (an admin's call): throws if Redis is down. */
   async clear (username: string): Promise<void> {
-    await this.redis.del(this.key(username))
+    await this.store.clear(this.key(username))
   }
 }

@@ -15,8 +15,11 @@ export default fp<{ accessTtlSeconds: number }>(async function revocationPlugin 
   const { metrics } = fastify
   const service = new RevocationService(fastify.redis, fastify.db, new RevocationRepository(fastify.db), fastify.log,
     opts.accessTtlSeconds, metrics)
-  metrics.gauge('auth_redis_breaker_open', '1 while token checks skip Redis and read PostgreSQL', () => Number(!service.redisUsable()))
-  metrics.gauge('auth_revocation_retry_backlog', 'Committed revocations whose post-commit Redis write awaits a retry', () => service.backlogSize)
+  // Without Redis there is no breaker or backlog to watch: every check reads PostgreSQL.
+  if (fastify.redis !== null) {
+    metrics.gauge('auth_redis_breaker_open', '1 while token checks skip Redis and read PostgreSQL', () => Number(!service.redisUsable()))
+    metrics.gauge('auth_revocation_retry_backlog', 'Committed revocations whose post-commit Redis write awaits a retry', () => service.backlogSize)
+  }
   fastify.decorate('revocation', service)
   // Readers in other services trust this Redis only once it says which protocol it holds.
   await service.announceProtocol().catch((err: Error) => {

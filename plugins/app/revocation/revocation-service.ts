@@ -1,4 +1,7 @@
-// The revocation cache and the revoking transactions (docs/revocation.md).
+// The revocation cache and the revoking transactions (docs/revocation.md). Without Redis
+// (a single instance, lib/local-mode.ts) there is no cache: every check takes the path it
+// takes while Redis is unreachable, a read of PostgreSQL, and revoking transactions have
+// nothing to write but PostgreSQL ("Without Redis" in docs/revocation.md).
 import { randomBytes } from 'node:crypto'
 import { readFileSync } from 'node:fs'
 import type { FastifyBaseLogger } from 'fastify'
@@ -45,9 +48,33 @@ const RETRY_MAX = 10_000
  */
 const CLOCK_SLACK_S = 2
 
+/**
+ * Why sessions ended: what a security event tells receivers (plugins/app/events/). A
+ * revoking call that names none still ends the sessions and sends the plain
+ * session-revoked event.
+ */
+export type RevocationReason = 'logout' | 'logout_all' | 'session_deleted' | 'refresh_reuse' | 'password_changed' |
+  'role_changed' | 'user_disabled' | 'user_deleted' | 'lockout' | 'revoked'
+
+/** One revocation as it happened: a session, or every session of a user (`sid` null). */
+export interface Revoked {
+  userId: string
+  sid: string | null
+  reason: RevocationReason
+}
+
+/**
+ * Runs inside every revoking transaction, after its SQL and before the Redis write: the
+ * outbox of security events is written here, so that every kind of revocation commits its
+ * events with it, or neither.
+ */
+export type RevocationHook = (client: Queryable, revoked: readonly Revoked[]) => Promise<void>
+
 /** Revocations collected during one transaction, written to Redis before and after COMMIT. */
 export class RevocationSet {
   readonly users = new Map<string, { ra: string, sids: string[] }>()
+  /** In the order they were made. */
+  readonly events: Revoked[] = []
 
   private entry (userId: string) {
     let e = this.users.get(userId)
@@ -59,14 +86,16 @@ export class RevocationSet {
   }
 
   /** The session is dead (logout, session deleted, refresh-token reuse). */
-  session (userId: string, sid: string): void {
+  session (userId: string, sid: string, reason: RevocationReason = 'revoked'): void {
     this.entry(userId).sids.push(sid)
+    this.events.push({ userId, sid, reason })
   }
 
   /** Every session of the user created at or before `revokedAfterUs` is dead. */
-  user (userId: string, revokedAfterUs: string | number): void {
+  user (userId: string, revokedAfterUs: string | number, reason: RevocationReason = 'revoked'): void {
     const e = this.entry(userId)
     if (e.ra === '' || Number(e.ra) < Number(revokedAfterUs)) e.ra = String(revokedAfterUs)
+    this.events.push({ userId, sid: null, reason })
   }
 }
 
@@ -77,9 +106,14 @@ export class RevocationService {
   private epochCounter = 0
   private backlog: Array<{ set: RevocationSet, until: number }> = []
   private retryTimer: NodeJS.Timeout | undefined
+  private readonly hooks: RevocationHook[] = []
+  private readonly committedHooks: Array<() => void> = []
+  /** The readThroughs metric's label for a check answered from PostgreSQL without asking Redis. */
+  private readonly fallbackReason: 'redis_unavailable' | 'no_redis'
 
   constructor (
-    private readonly redis: Redis,
+    /** Null: no Redis at all (a single instance); the cache is then absent, not stale. */
+    private readonly redis: Redis | null,
     private readonly db: Db,
     /** Reads the truth; a test may wrap `readState` to hold a read-through mid-way. */
     readonly repository: RevocationRepository,
@@ -88,9 +122,10 @@ export class RevocationService {
     private readonly accessTtl: number,
     private readonly metrics?: Metrics
   ) {
-    redis.defineCommand('authRevoke', { numberOfKeys: 1, lua: REVOKE_LUA })
-    redis.defineCommand('authFill', { numberOfKeys: 1, lua: FILL_LUA })
-    redis.defineCommand('authEpoch', { numberOfKeys: 1, lua: EPOCH_LUA })
+    this.fallbackReason = redis === null ? 'no_redis' : 'redis_unavailable'
+    redis?.defineCommand('authRevoke', { numberOfKeys: 1, lua: REVOKE_LUA })
+    redis?.defineCommand('authFill', { numberOfKeys: 1, lua: FILL_LUA })
+    redis?.defineCommand('authEpoch', { numberOfKeys: 1, lua: EPOCH_LUA })
   }
 
   /** The user's hash (the Redis protocol's key, docs/revocation.md): one cluster slot per user. */
@@ -104,12 +139,25 @@ export class RevocationService {
    * re-created (the marker may have gone with it in a FLUSHALL).
    */
   async announceProtocol (): Promise<void> {
-    await this.redis.set(PROTOCOL_KEY, PROTOCOL_VERSION)
+    await this.redis?.set(PROTOCOL_KEY, PROTOCOL_VERSION)
+  }
+
+  /** The client while Redis is connected and the breaker closed; else null (also without Redis). */
+  private usable (): Redis | null {
+    return this.redis !== null && this.redis.status === 'ready' && Date.now() >= this.openUntil ? this.redis : null
   }
 
   /** Connected, and the breaker is closed. */
   redisUsable (): boolean {
-    return this.redis.status === 'ready' && Date.now() >= this.openUntil
+    return this.usable() !== null
+  }
+
+  /**
+   * A revoking transaction can commit now: Redis can be written before COMMIT, or there is
+   * no Redis to keep in step (a single instance, where PostgreSQL alone decides).
+   */
+  canRevoke (): boolean {
+    return this.redis === null || this.usable() !== null
   }
 
   private trip (err: unknown): void {
@@ -134,14 +182,15 @@ export class RevocationService {
    * a cached answer about it is worth keeping. Warm cache: one HMGET and nothing else.
    */
   isLive (sub: string, sid: string, sca: number, exp?: number): Promise<boolean> {
-    if (!this.redisUsable()) return this.fromPostgres(sub, sid, sca)
+    const redis = this.usable()
+    if (redis === null) return this.fromPostgres(sub, sid, sca)
     // One promise on the hot path (the HMGET's), not one per async function it passes.
     // The fields and the decision are the Redis protocol's, shared with the plugin that
     // other services use; `e` (the epoch) is this service's own, for the read-through.
-    return this.redis.hmget(RevocationService.key(sub), ...checkFields(sid), 'e').then((values) => {
+    return redis.hmget(RevocationService.key(sub), ...checkFields(sid), 'e').then((values) => {
       const cached = decideCached(values, sca)
       if (cached !== 'unknown') return cached === 'live'
-      return this.readThrough(sub, sid, sca, values[values.length - 1], exp)
+      return this.readThrough(redis, sub, sid, sca, values[values.length - 1], exp)
     }, (err: unknown) => {
       this.trip(err)
       return this.fromPostgres(sub, sid, sca)
@@ -153,9 +202,9 @@ export class RevocationService {
     return withTimeout(this.repository.readState(sub, sid), READ_TIMEOUT_MS, () => new Unavailable('postgres'))
   }
 
-  /** Redis unreachable (or its breaker open): decide from PostgreSQL alone, fill nothing. */
+  /** Redis unreachable (or its breaker open, or none at all): decide from PostgreSQL alone, fill nothing. */
   private async fromPostgres (sub: string, sid: string, sca: number): Promise<boolean> {
-    this.metrics?.readThroughs.inc({ reason: 'redis_unavailable' })
+    this.metrics?.readThroughs.inc({ reason: this.fallbackReason })
     return decide(await this.readState(sub, sid), sca)
   }
 
@@ -163,7 +212,7 @@ export class RevocationService {
    * Cache miss (first use, eviction, FLUSHALL): pin the hash's epoch, read PostgreSQL,
    * decide, and fill Redis if the epoch is still the same (docs/revocation.md, "the race").
    */
-  private async readThrough (sub: string, sid: string, sca: number, seen: string | null, exp: number | undefined): Promise<boolean> {
+  private async readThrough (redis: Redis, sub: string, sid: string, sca: number, seen: string | null, exp: number | undefined): Promise<boolean> {
     this.metrics?.readThroughs.inc({ reason: 'miss' })
     const key = RevocationService.key(sub)
     // A live answer is kept as long as the presented token lives; a later token of the
@@ -174,7 +223,7 @@ export class RevocationService {
       if (epoch === null) {
         // No hash: first use, or Redis was emptied, and the marker may be gone with it.
         this.announceProtocol().catch(() => {})
-        epoch = await this.redis.authEpoch(key, `${this.epochPrefix}.${++this.epochCounter}`, liveUntil)
+        epoch = await redis.authEpoch(key, `${this.epochPrefix}.${++this.epochCounter}`, liveUntil)
       }
     } catch (err) {
       this.trip(err)
@@ -184,7 +233,7 @@ export class RevocationService {
     let filled: number
     try {
       const live = state?.live === true
-      filled = await this.redis.authFill(key, state?.ra ?? '', sid, live ? 'ok' : 'x', live ? liveUntil : this.deadUntil(), epoch)
+      filled = await redis.authFill(key, state?.ra ?? '', sid, live ? 'ok' : 'x', live ? liveUntil : this.deadUntil(), epoch)
     } catch (err) {
       // A fill that times out may still land later: the epoch check makes that harmless.
       this.trip(err)
@@ -196,7 +245,7 @@ export class RevocationService {
     // such revocation) and write back what it says is dead; "live" is left for a later fill.
     const again = await this.readState(sub, sid)
     if (!decide(again, sca)) {
-      await this.redis.authRevoke(key, again?.ra ?? '', this.deadUntil(), ...(again?.live === true ? [] : [sid]))
+      await redis.authRevoke(key, again?.ra ?? '', this.deadUntil(), ...(again?.live === true ? [] : [sid]))
         .catch((err: unknown) => this.trip(err))
     }
     return decide(again, sca)
@@ -233,13 +282,15 @@ export class RevocationService {
   }
 
   private async write (set: RevocationSet): Promise<void> {
-    if (set.users.size === 0) return
-    if (!this.redisUsable()) {
+    // Without Redis there is no cache that could lag behind PostgreSQL: every check reads it.
+    if (set.users.size === 0 || this.redis === null) return
+    const redis = this.usable()
+    if (redis === null) {
       this.metrics?.revocationsRefused.inc()
       throw new Unavailable('redis')
     }
     try {
-      await this.writeNow(set)
+      await this.writeNow(redis, set)
     } catch (err) {
       this.trip(err)
       this.metrics?.revocationsRefused.inc()
@@ -247,10 +298,10 @@ export class RevocationService {
     }
   }
 
-  private async writeNow (set: RevocationSet): Promise<void> {
+  private async writeNow (redis: Redis, set: RevocationSet): Promise<void> {
     const until = this.deadUntil()
     await Promise.all([...set.users].map(([userId, e]) =>
-      this.redis.authRevoke(RevocationService.key(userId), e.ra, until, ...e.sids)))
+      redis.authRevoke(RevocationService.key(userId), e.ra, until, ...e.sids)))
   }
 
   /**
@@ -263,15 +314,19 @@ export class RevocationService {
     const set = new RevocationSet()
     const result = await this.db.transact(async (client) => {
       const r = await fn(client, set)
+      if (set.events.length > 0) {
+        for (const hook of this.hooks) await hook(client, set.events)
+      }
       await this.write(set)
       return r
     })
+    if (set.events.length > 0) for (const committed of this.committedHooks) committed()
     for (const e of set.users.values()) {
       if (e.ra !== '') this.metrics?.revocations.inc({ kind: 'user' })
       if (e.sids.length > 0) this.metrics?.revocations.inc({ kind: 'session' }, e.sids.length)
     }
-    if (set.users.size > 0) {
-      await this.writeNow(set).catch((err: unknown) => {
+    if (set.users.size > 0 && this.redis !== null) {
+      await this.writeNow(this.redis, set).catch((err: unknown) => {
         // Committed, and the pre-commit write landed: only the flush-race guard is lost
         // until the retry lands (a FLUSHALL in between would otherwise erase both writes).
         this.trip(err)
@@ -295,9 +350,9 @@ export class RevocationService {
   async drain (): Promise<void> {
     const now = Date.now()
     this.backlog = this.backlog.filter((b) => b.until > now)
-    while (this.backlog.length > 0 && this.redisUsable()) {
+    for (let redis = this.usable(); this.backlog.length > 0 && redis !== null; redis = this.usable()) {
       try {
-        await this.writeNow(this.backlog[0].set)
+        await this.writeNow(redis, this.backlog[0].set)
         this.backlog.shift()
       } catch (err) {
         this.trip(err)
@@ -307,6 +362,15 @@ export class RevocationService {
       clearInterval(this.retryTimer)
       this.retryTimer = undefined
     }
+  }
+
+  /**
+   * `hook` runs in every revoking transaction that revoked something (see RevocationHook);
+   * `committed`, if given, after each such transaction committed.
+   */
+  onRevoke (hook: RevocationHook, committed?: () => void): void {
+    this.hooks.push(hook)
+    if (committed !== undefined) this.committedHooks.push(committed)
   }
 
   /** Pending post-commit writes (for /metrics). */

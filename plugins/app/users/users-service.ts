@@ -13,6 +13,7 @@ import type { Queryable } from '../../external/db.js'
 import type { RevocationService } from '../revocation/revocation-service.js'
 import type { AuditContext, AuditService } from '../audit/audit-service.js'
 import type { LockoutService } from '../lockout/lockout-service.js'
+import type { EventsService } from '../events/events-service.js'
 import type { Account, UserKey, UsersRepository } from './users-repository.js'
 
 export interface HashOptions {
@@ -38,7 +39,9 @@ export class UserService {
     private readonly revocation: RevocationService,
     private readonly audit: AuditService,
     private readonly lockout: LockoutService,
-    readonly hashOptions: HashOptions
+    readonly hashOptions: HashOptions,
+    /** Security events for other services: a credential or a claim changed (plugins/app/events/). */
+    private readonly events?: EventsService
   ) {}
 
   async init (): Promise<void> {
@@ -196,11 +199,12 @@ export class UserService {
       // Enabling a user revokes nothing (its sessions died when it was disabled).
       const revoke = role !== current.role || disabled
       const { user, revokedAfterUs } = await this.repository.update(current.id, { role, disabled, revoke }, client)
-      if (revoke) revoked.user(current.id, revokedAfterUs)
+      if (revoke) revoked.user(current.id, revokedAfterUs, disabled ? 'user_disabled' : 'role_changed')
       // Recorded in the transaction of the change: both commit, or neither.
       const event = { ...ctx, subjectId: user.id }
       if (current.role !== user.role) {
         await this.audit.record({ ...event, type: 'role_changed', detail: { from: current.role, to: user.role } }, client)
+        await this.events?.claimsChange(client, user.id, { role: user.role }, 'admin')
       }
       if (current.disabled !== user.disabled) {
         await this.audit.record({ ...event, type: user.disabled ? 'user_disabled' : 'user_enabled' }, client)
@@ -214,7 +218,7 @@ export class UserService {
       const { guardLastAdmin } = await this.lockForChange(client, { id }, ctx)
       guardLastAdmin()
       const deletedUs = await this.repository.delete(id, client)
-      if (deletedUs !== null) revoked.user(id, deletedUs)
+      if (deletedUs !== null) revoked.user(id, deletedUs, 'user_deleted')
       await this.audit.record({ ...ctx, type: 'user_deleted', subjectId: id }, client)
     })
   }
@@ -256,7 +260,7 @@ export class UserService {
       }
       await this.revocation.revoke(async (client, revoked) => {
         await this.revocation.holdUser(client, userId)
-        if (await this.repository.endSession(userId, sid, client)) revoked.session(userId, sid)
+        if (await this.repository.endSession(userId, sid, client)) revoked.session(userId, sid, 'lockout')
         await this.audit.record(failed, client)
       })
       throw new InvalidToken('Too many wrong passwords: this session has ended')
@@ -269,8 +273,9 @@ export class UserService {
       await this.revocation.requireLiveSession(client, userId, ctx.sessionId)
       const revokedAfterUs = await this.repository.setPassword(userId, passwordHash, current, client)
       if (revokedAfterUs === null) throw new InvalidToken('Access token has been revoked')
-      revoked.user(userId, revokedAfterUs)
+      revoked.user(userId, revokedAfterUs, 'password_changed')
       await this.audit.record({ ...ctx, type: 'password_changed', subjectId: userId }, client)
+      await this.events?.credentialChange(client, userId, { credentialType: 'password', changeType: 'update', initiatingEntity: 'user' })
     })
   }
 }

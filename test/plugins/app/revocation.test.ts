@@ -1,6 +1,6 @@
 import { setTimeout as sleep } from 'node:timers/promises'
 import t from 'tap'
-import { bearer, build, context, holdStateRead, login, me, privateRedis, signUp } from '../../helper.js'
+import { bearer, build, context, holdStateRead, login, me, privateRedis, redisOf, signUp } from '../../helper.js'
 
 // A Redis of this file's own, so FLUSHALL is real and touches nothing shared.
 const redis = await privateRedis(t)
@@ -14,7 +14,7 @@ async function countCosts (access: string) {
   const pool = app.db.pool
   const onAcquire = () => { pgQueries++ }
   pool.on('acquire', onAcquire)
-  const client = app.redis
+  const client = redisOf(app)
   const send = client.sendCommand.bind(client)
   client.sendCommand = ((...args: Parameters<typeof send>) => { redisCommands++; return send(...args) }) as typeof client.sendCommand
   try {
