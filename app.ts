@@ -25,6 +25,7 @@ import sessionsPlugin from './plugins/app/sessions/index.js'
 import clientsPlugin from './plugins/app/clients/index.js'
 import oauthPlugin from './plugins/app/oauth/index.js'
 import recoveryPlugin from './plugins/app/recovery/index.js'
+import eventsPlugin from './plugins/app/events/index.js'
 import healthRoutes from './routes/health/index.js'
 import wellKnownRoutes from './routes/well-known/index.js'
 import authRoutes from './routes/auth/index.js'
@@ -34,6 +35,7 @@ import userRoutes from './routes/users/index.js'
 import auditRoutes from './routes/audit/index.js'
 import clientRoutes from './routes/clients/index.js'
 import oauthRoutes from './routes/oauth/index.js'
+import ssfRoutes from './routes/ssf/index.js'
 
 export interface AppOptions {
   config: Config
@@ -71,6 +73,16 @@ export async function services (fastify: FastifyInstance, opts: AppOptions): Pro
     accessTtl: config.ACCESS_TOKEN_TTL
   })
   await fastify.register(auditPlugin, { retentionDays: config.AUDIT_RETENTION_DAYS, purgeIntervalMs: opts.purgeIntervalMs })
+  await fastify.register(eventsPlugin, {
+    issuer: config.JWT_ISSUER,
+    publicUrl: config.PUBLIC_URL,
+    databaseUrl: config.DATABASE_URL,
+    intervalMs: config.EVENTS_DISPATCH_INTERVAL_MS,
+    timeoutMs: config.EVENTS_DELIVERY_TIMEOUT_MS,
+    maxDelayS: config.EVENTS_RETRY_MAX_DELAY,
+    maxAgeS: config.EVENTS_MAX_AGE,
+    retentionS: config.EVENTS_RETENTION
+  })
   await fastify.register(lockoutPlugin, { threshold: config.LOCKOUT_THRESHOLD, globalThreshold: config.lockoutGlobalThreshold })
   await fastify.register(usersPlugin, {
     memoryCost: config.ARGON2_MEMORY_COST,
@@ -120,6 +132,7 @@ async function app (fastify: FastifyInstance, opts: AppOptions): Promise<void> {
   await fastify.register(auditRoutes, { prefix: '/audit' })
   await fastify.register(clientRoutes, { prefix: '/clients' })
   await fastify.register(oauthRoutes, { prefix: '/oauth' })
+  await fastify.register(ssfRoutes, { prefix: '/ssf' })
 }
 
 // Not encapsulated: the server (and a test) sees the decorators the app adds.

@@ -18,11 +18,11 @@ export const WrongPassword = createError('AUTH_WRONG_PASSWORD', 'Current passwor
 export const TooManyRequests = createError('AUTH_TOO_MANY_REQUESTS', '%s', 429)
 /** A password-reset or email-verification token that is unknown, used, expired or superseded. */
 export const InvalidRecoveryToken = createError('AUTH_INVALID_RECOVERY_TOKEN', 'Invalid or expired token', 400)
-/** A flow that sends mail, on a service without SMTP_URL. */
-export const MailDisabled = createError('AUTH_MAIL_DISABLED', 'Mail is not configured on this service (SMTP_URL)', 501)
 /** The password is a temporary one an admin set: the login hands out a reset token instead of tokens. */
 export const PasswordChangeRequired = createError('AUTH_PASSWORD_CHANGE_REQUIRED',
   'This password was set by an admin and must be changed: choose a new one with POST /auth/password/reset and the reset_token', 403)
+/** A feature this deployment has not been configured for (the message names the setting). */
+export const NotConfigured = createError('AUTH_NOT_CONFIGURED', '%s', 501)
 const UnavailableError = createError('AUTH_UNAVAILABLE', 'Service temporarily unavailable, try again', 503)
 
 /**
@@ -35,9 +35,8 @@ const UnavailableError = createError('AUTH_UNAVAILABLE', 'Service temporarily un
 export const ERROR_CODES = [
   'AUTH_INVALID_TOKEN', 'AUTH_MISSING_TOKEN', 'AUTH_BAD_CREDENTIALS', 'AUTH_UNAUTHORIZED',
   'AUTH_FORBIDDEN', 'AUTH_NOT_FOUND', 'AUTH_CONFLICT', 'AUTH_TOO_MANY_REQUESTS', 'AUTH_UNAVAILABLE',
-  'AUTH_BAD_CURSOR', 'AUTH_WEAK_PASSWORD', 'AUTH_WRONG_PASSWORD', 'AUTH_INVALID_CLIENT',
-  'AUTH_PASSWORD_CHANGE_REQUIRED',
-  'AUTH_INVALID_RECOVERY_TOKEN', 'AUTH_MAIL_DISABLED',
+  'AUTH_BAD_CURSOR', 'AUTH_WEAK_PASSWORD', 'AUTH_WRONG_PASSWORD', 'AUTH_INVALID_CLIENT', 'AUTH_NOT_CONFIGURED',
+  'AUTH_PASSWORD_CHANGE_REQUIRED', 'AUTH_INVALID_RECOVERY_TOKEN',
   'FST_ERR_VALIDATION', 'FST_ERR_CTP_INVALID_JSON_BODY', 'FST_ERR_CTP_EMPTY_JSON_BODY',
   'FST_ERR_CTP_INVALID_MEDIA_TYPE', 'FST_ERR_CTP_BODY_TOO_LARGE', 'FST_ERR_BAD_URL'
 ] as const
@@ -127,7 +126,7 @@ export function errorHandler (this: unknown, err: FastifyError, request: Fastify
     // An answered request's own line carries the code; this one says what failed, and how.
     request.log.warn({ dependency, err: { message: err.message, code: err.code } }, `${dependency} unavailable`)
     reply.header('retry-after', '1')
-  } else if (status < 400 || (status >= 500 && code !== 'AUTH_MAIL_DISABLED')) {
+  } else if (status < 400 || (status >= 500 && err.code !== 'AUTH_NOT_CONFIGURED')) {
     request.log.error({ err }, 'unexpected error')
     status = 500
     message = 'Internal Server Error'

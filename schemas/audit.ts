@@ -6,7 +6,8 @@ export const AuditType = Type.Union([
   'role_changed', 'password_changed', 'user_disabled', 'user_enabled', 'user_deleted',
   'session_revoked', 'rate_limited', 'client_created', 'client_deleted', 'client_secret_rotated',
   'password_change_failed', 'lockout_cleared', 'password_reset_requested', 'password_reset',
-  'email_changed', 'email_verified',
+  'email_changed', 'email_verified', 'client_updated', 'ssf_stream_created', 'ssf_stream_updated',
+  'ssf_stream_deleted',
   // Administration (issue 16): an account an admin or the operator created, a temporary
   // password set, a login refused until it is changed, a wrong password when deleting oneself.
   'user_created', 'password_set', 'password_change_required', 'account_delete_failed'

@@ -106,8 +106,8 @@ const ERRORS: Record<number, { description: string, example: HttpError, headers?
     headers: retryAfter
   },
   501: {
-    description: 'This flow sends mail, and the service has no mail configured (SMTP_URL): nothing was done',
-    example: { statusCode: 501, code: 'AUTH_MAIL_DISABLED', error: 'Not Implemented', message: 'Mail is not configured on this service (SMTP_URL)' }
+    description: 'This deployment is not configured for it; the message names the setting',
+    example: { statusCode: 501, code: 'AUTH_NOT_CONFIGURED', error: 'Not Implemented', message: 'Security events need an asymmetric signing key: set JWT_PRIVATE_KEY or SSF_PRIVATE_KEY' }
   },
   503: {
     description: 'PostgreSQL or Redis is unreachable; nothing was changed, try again',

@@ -10,6 +10,7 @@ import { wellKnownSchemas } from './well-known.js'
 import { clientSchemas } from './clients.js'
 import { oauthSchemas } from './oauth.js'
 import { recoverySchemas } from './recovery.js'
+import { ssfSchemas } from './ssf.js'
 
 export const sharedSchemas: TSchema[] = [...commonSchemas, ...userSchemas, ...authSchemas, ...auditSchemas,
-  ...healthSchemas, ...wellKnownSchemas, ...clientSchemas, ...oauthSchemas, ...recoverySchemas]
+  ...healthSchemas, ...wellKnownSchemas, ...clientSchemas, ...oauthSchemas, ...recoverySchemas, ...ssfSchemas]

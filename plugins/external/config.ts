@@ -72,7 +72,16 @@ export const EnvSchema = Type.Object({
   // The web app that opens the links in mails: `${APP_URL}/reset-password?token=…`.
   APP_URL: Type.Optional(Type.String({ pattern: '^https?://[^\\s?#]+$' })),
   RECOVERY_RATE_LIMIT: PositiveInt(5, 'password-reset and email requests per minute per client IP'),
-  RECOVERY_ACCOUNT_LIMIT: PositiveInt(3, 'recovery mails per hour per account')
+  RECOVERY_ACCOUNT_LIMIT: PositiveInt(3, 'recovery mails per hour per account'),
+  // Security events (plugins/app/events/): the key that signs them when access tokens use
+  // HS256, where the advertised endpoints are, and how the outbox is delivered and kept.
+  SSF_PRIVATE_KEY: Type.Optional(Type.String()),
+  PUBLIC_URL: Type.Optional(Type.String({ pattern: '^https?://[^\\s?#]+$' })),
+  EVENTS_DISPATCH_INTERVAL_MS: PositiveInt(1000, 'how often each instance looks for security events to push; also the first retry delay'),
+  EVENTS_DELIVERY_TIMEOUT_MS: PositiveInt(5000, 'one push gives up after this long'),
+  EVENTS_RETRY_MAX_DELAY: PositiveInt(300, 'seconds: the retry backoff stops doubling here'),
+  EVENTS_MAX_AGE: PositiveInt(259200, 'seconds: an event still undelivered this long after it was written is given up'),
+  EVENTS_RETENTION: PositiveInt(86400, 'seconds: delivered and failed events are kept this long')
 })
 
 export type Config = Static<typeof EnvSchema> & {
@@ -94,6 +103,8 @@ export type Config = Static<typeof EnvSchema> & {
   withoutRedis: boolean
   /** EdDSA/ES256 keys when JWT_PRIVATE_KEY is set (then JWT_SECRET is not used). */
   signingKeys?: SigningKeys
+  /** What signs security events: signingKeys, or SSF_PRIVATE_KEY's; none, no events. */
+  eventKeys?: SigningKeys
   /** METRICS_PORT: `api` (on PORT), `off`, or the port of a listener of its own. */
   metrics: 'api' | 'off' | number
   /** LOCKOUT_GLOBAL_THRESHOLD, or its default. */
@@ -225,7 +236,7 @@ export function loadConfig (env: Record<string, string | number | boolean | unde
   const first = Value.Errors(EnvSchema, converted).First()
   if (first) {
     const name = first.path.replace(/^\//, '') || 'environment'
-    const shown = ['JWT_SECRET', 'JWT_PRIVATE_KEY', 'ADMIN_PASSWORD', 'SMTP_URL'].includes(name) ? '' : ` (got ${JSON.stringify(raw[name])})`
+    const shown = ['JWT_SECRET', 'JWT_PRIVATE_KEY', 'SSF_PRIVATE_KEY', 'ADMIN_PASSWORD', 'SMTP_URL'].includes(name) ? '' : ` (got ${JSON.stringify(raw[name])})`
     throw new ConfigError(`Invalid configuration: ${name} ${problem(first.schema, first.message)}${shown}`)
   }
   const cfg = converted as Static<typeof EnvSchema>
@@ -262,6 +273,16 @@ export function loadConfig (env: Record<string, string | number | boolean | unde
     }
   } else if (cfg.JWT_PUBLIC_KEY !== undefined) {
     throw new ConfigError('Invalid configuration: JWT_PUBLIC_KEY needs JWT_PRIVATE_KEY')
+  }
+  let eventKeys = signingKeys
+  if (cfg.SSF_PRIVATE_KEY !== undefined) {
+    // One key signs everything that leaves the service when access tokens are asymmetric.
+    if (signingKeys !== undefined) throw new ConfigError('Invalid configuration: SSF_PRIVATE_KEY is for HS256 deployments; with JWT_PRIVATE_KEY set, security events are signed with it')
+    try {
+      eventKeys = loadSigningKeys(cfg.SSF_PRIVATE_KEY)
+    } catch (err) {
+      throw new ConfigError(`Invalid configuration: ${(err as Error).message.replace('JWT_PRIVATE_KEY', 'SSF_PRIVATE_KEY')}`)
+    }
   }
   if (production && secret === undefined && signingKeys === undefined) {
     throw new ConfigError('Invalid configuration: JWT_SECRET is required when NODE_ENV=production')
@@ -314,6 +335,7 @@ export function loadConfig (env: Record<string, string | number | boolean | unde
     jwtKey: secret ?? randomBytes(48).toString('base64'),
     jwtKeyGenerated: secret === undefined && signingKeys === undefined,
     signingKeys,
+    eventKeys,
     metrics,
     databaseUrlGiven,
     redisUrlGiven,

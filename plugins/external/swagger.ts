@@ -19,6 +19,7 @@ export default fp(async function swaggerPlugin (fastify) {
         { name: 'recovery', description: 'Password reset and email verification (mail over SMTP)' },
         { name: 'admin', description: 'Administration (role admin)' },
         { name: 'oauth', description: 'Token introspection and revocation for other services (RFC 7662, RFC 7009)' },
+        { name: 'events', description: 'Security events for registered clients: Shared Signals streams (SSF 1.0, CAEP, RISC), push (RFC 8935) and poll (RFC 8936)' },
         { name: 'ops', description: 'Health and readiness' }
       ],
       components: {

@@ -3,7 +3,7 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { Type } from '@sinclair/typebox'
 import { bearer, errors, IdParams, ref } from '../../schemas/common.js'
-import { Client, ClientCredentials, NewClientBody } from '../../schemas/clients.js'
+import { Client, ClientCredentials, NewClientBody, UpdateClientBody } from '../../schemas/clients.js'
 import { auditContext } from '../../plugins/app/audit/audit-service.js'
 
 const noStore = { 'cache-control': { type: 'string', enum: ['no-store'], description: 'Never cached: it holds a secret' } }
@@ -33,7 +33,7 @@ const routes: FastifyPluginAsyncTypebox = async function (fastify) {
       }
     }
   }, async function (request, reply) {
-    return reply.code(201).send(await clients.create(request.body.name, auditContext(request)))
+    return reply.code(201).send(await clients.create(request.body.name, auditContext(request), request.body.backchannelLogoutUri ?? null))
   })
 
   fastify.get('', {
@@ -46,6 +46,26 @@ const routes: FastifyPluginAsyncTypebox = async function (fastify) {
     }
   }, async function () {
     return await clients.list()
+  })
+
+  fastify.patch('/:id', {
+    schema: {
+      tags: ['admin'],
+      operationId: 'updateClient',
+      summary: 'Set or clear a client\'s back-channel logout URI',
+      description: 'With a `backchannelLogoutUri`, every session that ends (logout, logout-all, session deleted, refresh-token ' +
+        'reuse, password change, role change, disable, delete) is announced to it with a logout token (OpenID Connect ' +
+        'Back-Channel Logout 1.0), retried until it is accepted. null: none; logout tokens still waiting for it are dropped.',
+      security,
+      params: IdParams,
+      body: ref(UpdateClientBody),
+      response: {
+        200: { ...ref(Client, 'The client as it is now'), headers: noStore },
+        ...errors(400, 401, 403, [404, 'No client with this id', { message: 'Client not found' }], 413, 415, 503)
+      }
+    }
+  }, async function (request) {
+    return await clients.setBackchannelLogoutUri(request.params.id, request.body.backchannelLogoutUri, auditContext(request))
   })
 
   fastify.delete('/:id', {

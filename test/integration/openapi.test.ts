@@ -225,10 +225,11 @@ t.test('security schemes: bearer JWT, the OAuth 2.0 password grant at /auth/logi
   const signedIn = ['GET /auth/me', 'PATCH /auth/me', 'POST /auth/change-role', 'POST /auth/logout', 'POST /auth/logout-all',
     'GET /auth/sessions', 'DELETE /auth/sessions/{id}', 'POST /auth/change-password', 'GET /users',
     'GET /users/{id}', 'PATCH /users/{id}', 'DELETE /users/{id}', 'DELETE /users/{id}/lockout', 'GET /audit', 'GET /auth/verify',
-    'POST /clients', 'GET /clients', 'DELETE /clients/{id}', 'POST /clients/{id}/secret',
+    'POST /clients', 'GET /clients', 'PATCH /clients/{id}', 'DELETE /clients/{id}', 'POST /clients/{id}/secret',
     'POST /users', 'POST /users/{id}/password', 'DELETE /auth/me']
   // Registered clients (other services) authenticate with HTTP Basic.
-  const byClient = ['POST /oauth/introspect']
+  const byClient = ['POST /oauth/introspect', 'POST /ssf/streams', 'GET /ssf/streams', 'PATCH /ssf/streams', 'PUT /ssf/streams',
+    'DELETE /ssf/streams', 'GET /ssf/streams/status', 'POST /ssf/streams/status', 'POST /ssf/streams/verify', 'POST /ssf/poll/{streamId}']
   for (const { key, op } of operations) {
     if (byClient.includes(key)) {
       t.strictSame(op.security, [{ basicAuth: [] }], `${key} takes client credentials`)
@@ -629,6 +630,12 @@ t.test('every response of every route matches the document', async (t) => {
   await send('POST', '/oauth/revoke', { payload: { token: 'x'.repeat(20_000) } })
   await send('POST', '/oauth/revoke', { headers: text, payload: 'hello' })
 
+  // Beyond the contract: a client's back-channel logout URI (200, 404); the security-event
+  // routes answer 501 without an asymmetric key (test/routes/ssf.test.ts drives them with one).
+  await send('PATCH', `/clients/${registered.id}`, { headers: asAdmin, payload: { backchannelLogoutUri: 'https://frank.example.com/logout' } })
+  await send('PATCH', `/clients/${nobody}`, { headers: asAdmin, payload: { backchannelLogoutUri: null } })
+  await send('POST', `/ssf/poll/${nobody}`, { headers: asClient, payload: {} })
+
   // account recovery: forgot 202, 400, 413, 415, 429 (per client), 501 (no mail);
   // reset and verify 204, 400, 413, 415, 429; PATCH /auth/me 200, 400, 401, 409, 413, 415, 429, 501
   const grace = await signUp(mailing, ctx, { label: 'grace' })
@@ -663,7 +670,7 @@ t.test('every response of every route matches the document', async (t) => {
     await limited.inject({ method: 'PATCH', url: '/auth/me', headers: bearer(heidi.access), payload: {} })
   }
 
-  // Whatever else the document lists (GET /metrics): once, signed in as admin.
+  // Whatever else the document lists (GET /metrics, the rest of /ssf): once, signed in as admin.
   for (const { key, method, path } of operations) {
     if (!CONTRACT.includes(key) && !path.includes('{')) await send(method as 'GET', path, { headers: asAdmin })
   }

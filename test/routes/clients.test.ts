@@ -54,7 +54,7 @@ t.test('POST /clients: 201, the secret shown once and stored only as a hash', as
   t.equal(res.statusCode, 201)
   t.equal(res.headers['cache-control'], 'no-store')
   const body = res.json()
-  t.strictSame(Object.keys(body).sort(), ['clientId', 'clientSecret', 'createdAt', 'id', 'name'])
+  t.strictSame(Object.keys(body).sort(), ['backchannelLogoutUri', 'clientId', 'clientSecret', 'createdAt', 'id', 'name'])
   t.match(body, { id: /^[0-9a-f-]{36}$/, clientId: /^[A-Za-z0-9_-]{22}$/, clientSecret: /^[A-Za-z0-9_-]{43}$/, name })
   t.ok(Math.abs(Date.parse(body.createdAt) - Date.now()) < 60_000)
 
@@ -101,10 +101,10 @@ t.test('GET /clients: every client, oldest first, never a secret', async (t) => 
   const { rows } = await app.db.query('SELECT id FROM clients ORDER BY created_at, id')
   t.strictSame(list.map((c: { id: string }) => c.id), rows.map((r) => r.id), 'all of them, oldest first')
   for (const c of created) {
-    t.strictSame(list.find((x: { id: string }) => x.id === c.id), { id: c.id, clientId: c.clientId, name: c.name, createdAt: c.createdAt })
+    t.strictSame(list.find((x: { id: string }) => x.id === c.id), { id: c.id, clientId: c.clientId, name: c.name, createdAt: c.createdAt, backchannelLogoutUri: null })
   }
   for (const c of created) t.notMatch(res.body, c.clientSecret)
-  for (const item of list) t.strictSame(Object.keys(item).sort(), ['clientId', 'createdAt', 'id', 'name'])
+  for (const item of list) t.strictSame(Object.keys(item).sort(), ['backchannelLogoutUri', 'clientId', 'createdAt', 'id', 'name'])
 })
 
 t.test('POST /clients/:id/secret: a new secret, the old one refused at once', async (t) => {

@@ -28,6 +28,8 @@ export interface Service {
   logLine: (prefix: string, timeoutMs?: number) => Promise<LogLine | undefined>
   /** SIGTERM, then the exit. */
   stop: () => Promise<{ code: number | null, signal: NodeJS.Signals | null }>
+  /** SIGKILL (a crash: nothing runs on the way out), then the exit. */
+  kill: () => Promise<{ code: number | null, signal: NodeJS.Signals | null }>
 }
 
 export interface LogLine {
@@ -77,6 +79,10 @@ export function runService (t: Teardown, env: Record<string, string>, opts: { cw
     },
     async stop () {
       if (running()) child.kill('SIGTERM')
+      return await exited
+    },
+    async kill () {
+      if (running()) child.kill('SIGKILL')
       return await exited
     }
   }

@@ -123,14 +123,14 @@ export class ClientsService {
   ) {}
 
   /** A new client, registered by `actor` (an admin at commit). */
-  async create (name: string, actor?: AuditContext): Promise<ClientCredentials> {
+  async create (name: string, actor?: AuditContext, backchannelLogoutUri: string | null = null): Promise<ClientCredentials> {
     const clientId = randomBytes(16).toString('base64url')
     const clientSecret = randomBytes(32).toString('base64url')
     try {
       const client = await this.db.transact(async (tx) => {
         await this.authorize(tx, actor)
         // No cache write: a new random client id has never been looked up.
-        const created = await this.repo.insert(tx, clientId, name, hashSecret(clientSecret))
+        const created = await this.repo.insert(tx, clientId, name, hashSecret(clientSecret), backchannelLogoutUri)
         await this.record(tx, actor, 'client_created', created)
         return created
       })
@@ -155,6 +155,20 @@ export class ClientsService {
     return { ...client, clientSecret }
   }
 
+  /**
+   * `actor` sets or clears where the client's logout tokens go (the cached credentials do
+   * not change).
+   */
+  async setBackchannelLogoutUri (id: string, uri: string | null, actor?: AuditContext): Promise<Client> {
+    return await this.db.transact(async (tx) => {
+      await this.authorize(tx, actor)
+      const client = await this.repo.setBackchannelLogoutUri(tx, id, uri)
+      if (client === null) throw new NotFound('Client not found')
+      await this.record(tx, actor, 'client_updated', client)
+      return client
+    })
+  }
+
   /** The client's credentials are refused from the moment this returns. */
   async delete (id: string, actor?: AuditContext): Promise<Client> {
     return await this.change(actor, 'client_deleted', (tx) => this.repo.delete(tx, id), () => UNKNOWN)
@@ -169,8 +183,9 @@ export class ClientsService {
     if (credentials === null) return null
     const record = CLIENT_ID.test(credentials.clientId) ? await this.lookup(credentials.clientId) : null
     if (!secretMatches(record, credentials.clientSecret)) return null
-    const { secretHash: _, ...client } = record as ClientRecord
-    return client
+    // What the cache holds, whether or not it came from there (no back-channel logout URI).
+    const { id, clientId, name, createdAt } = record as ClientRecord
+    return { id, clientId, name, createdAt }
   }
 
   /** The client's record: from Redis when cached, else from PostgreSQL (and cached). */

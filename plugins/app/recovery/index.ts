@@ -19,13 +19,13 @@ export interface RecoveryOptions extends RecoverySettings {
 }
 
 export default fp<RecoveryOptions>(async function recoveryPlugin (fastify, opts) {
-  const { db, users, revocation, audit, lockout, mail, redis } = fastify
+  const { db, users, revocation, audit, lockout, mail, redis, events } = fastify
   const { purgeIntervalMs, ...settings } = opts
   const recovery = new RecoveryService(db, new RecoveryRepository(db), new UsersRepository(db), users, revocation, audit,
-    lockout, mail, redis, fastify.log, settings)
+    lockout, mail, redis, fastify.log, settings, events)
   fastify.decorate('recovery', recovery)
   // A login with a temporary password an admin set answers with a reset token of ours.
   users.useResetTokens({ issue: async (userId) => await recovery.issueReset(userId) })
 
   purgeEvery(fastify, purgeIntervalMs ?? 10 * 60 * 1000, 'expired recovery tokens', async () => await recovery.purgeExpired())
-}, { name: 'recovery', dependencies: ['db', 'redis', 'mail', 'users', 'revocation', 'audit', 'lockout'] })
+}, { name: 'recovery', dependencies: ['db', 'redis', 'mail', 'users', 'revocation', 'audit', 'lockout', 'events'] })

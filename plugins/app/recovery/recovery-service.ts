@@ -5,11 +5,12 @@ import { readFileSync } from 'node:fs'
 import type { FastifyBaseLogger } from 'fastify'
 import type { Redis, Result } from 'ioredis'
 import type { User } from '../../../schemas/users.js'
-import { Conflict, InvalidRecoveryToken, InvalidToken, MailDisabled, tooManyRequests, WeakPassword } from '../../../lib/errors.js'
+import { Conflict, InvalidRecoveryToken, InvalidToken, NotConfigured, tooManyRequests, WeakPassword } from '../../../lib/errors.js'
 import { passwordProblem } from '../../../lib/password-policy.js'
 import type { Db, Queryable } from '../../external/db.js'
 import type { Mail, Outgoing } from '../../external/mail.js'
 import type { AuditContext, AuditService } from '../audit/audit-service.js'
+import type { EventsService } from '../events/events-service.js'
 import type { LockoutService } from '../lockout/lockout-service.js'
 import type { RevocationService } from '../revocation/revocation-service.js'
 import { hashToken } from '../sessions/sessions-service.js'
@@ -27,6 +28,8 @@ declare module 'ioredis' {
 export const RECOVERY_TOKEN_TTL_S = 30 * 60
 /** RECOVERY_ACCOUNT_LIMIT counts the mails asked for one account in this window. */
 const ACCOUNT_WINDOW_MS = 60 * 60_000
+/** The 501 of a flow that must send mail, without SMTP_URL. */
+const MAIL_OFF = 'Mail is not configured on this service: set SMTP_URL and MAIL_FROM'
 /** Expired tokens deleted per statement by the purge. */
 const PURGE_BATCH = 5000
 
@@ -54,11 +57,14 @@ export class RecoveryService {
     private readonly audit: AuditService,
     private readonly lockout: LockoutService,
     private readonly mail: Mail,
-    private readonly redis: Redis,
+    /** Null on a single instance without Redis: then only the per-client limit applies. */
+    private readonly redis: Redis | null,
     private readonly log: FastifyBaseLogger,
-    private readonly settings: RecoverySettings
+    private readonly settings: RecoverySettings,
+    /** Security events for other services: the reset is a credential change (plugins/app/events/). */
+    private readonly events?: EventsService
   ) {
-    redis.defineCommand('authAccountLimit', { numberOfKeys: 1, lua: ACCOUNT_LIMIT_LUA })
+    redis?.defineCommand('authAccountLimit', { numberOfKeys: 1, lua: ACCOUNT_LIMIT_LUA })
   }
 
   /**
@@ -87,6 +93,7 @@ export class RecoveryService {
    * Redis down: not counted (the per-client limit and the mail queue's bound remain).
    */
   private async limitAccount (key: string): Promise<void> {
+    if (this.redis === null) return
     let count: number, ttlMs: number
     try {
       [count, ttlMs] = await this.redis.authAccountLimit(`{recovery:${key.toLowerCase()}}`, ACCOUNT_WINDOW_MS)
@@ -106,7 +113,7 @@ export class RecoveryService {
    * queue, so neither the time nor the body can tell the caller anything.
    */
   async forgot (name: string, ctx: AuditContext): Promise<void> {
-    if (!this.mail.enabled) throw new MailDisabled()
+    if (!this.mail.enabled) throw new NotConfigured(MAIL_OFF)
     await this.limitAccount(name)
     this.mail.later('password-reset', async () => {
       const account = await this.users.findAccount(name)
@@ -146,8 +153,9 @@ export class RecoveryService {
     const userId = await this.revocation.revoke(async (client, revoked) => {
       const taken = await this.repository.take(hash, 'password_reset', client)
       if (taken === null) throw new InvalidRecoveryToken()
-      revoked.user(taken.userId, await this.users.resetPassword(taken.userId, passwordHash, client))
+      revoked.user(taken.userId, await this.users.resetPassword(taken.userId, passwordHash, client), 'password_changed')
       await this.audit.record({ ...ctx, type: 'password_reset', actorId: taken.userId, subjectId: taken.userId }, client)
+      await this.events?.credentialChange(client, taken.userId, { credentialType: 'password', changeType: 'update', initiatingEntity: 'user' })
       return taken.userId
     })
     await this.lockout.clear(holder.username).catch((err: Error) => {
@@ -185,7 +193,7 @@ export class RecoveryService {
   async changeEmail (userId: string, email: string | null | undefined, ctx: AuditContext): Promise<User> {
     if (email === undefined) return await this.userService.getById(userId)
     if (email !== null) {
-      if (!this.mail.enabled) throw new MailDisabled()
+      if (!this.mail.enabled) throw new NotConfigured(MAIL_OFF)
       await this.limitAccount(`user:${userId}`)
     }
     const { user, token } = await this.db.transact(async (client) => {

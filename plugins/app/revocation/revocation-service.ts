@@ -48,9 +48,33 @@ const RETRY_MAX = 10_000
  */
 const CLOCK_SLACK_S = 2
 
+/**
+ * Why sessions ended: what a security event tells receivers (plugins/app/events/). A
+ * revoking call that names none still ends the sessions and sends the plain
+ * session-revoked event.
+ */
+export type RevocationReason = 'logout' | 'logout_all' | 'session_deleted' | 'refresh_reuse' | 'password_changed' |
+  'role_changed' | 'user_disabled' | 'user_deleted' | 'lockout' | 'revoked'
+
+/** One revocation as it happened: a session, or every session of a user (`sid` null). */
+export interface Revoked {
+  userId: string
+  sid: string | null
+  reason: RevocationReason
+}
+
+/**
+ * Runs inside every revoking transaction, after its SQL and before the Redis write: the
+ * outbox of security events is written here, so that every kind of revocation commits its
+ * events with it, or neither.
+ */
+export type RevocationHook = (client: Queryable, revoked: readonly Revoked[]) => Promise<void>
+
 /** Revocations collected during one transaction, written to Redis before and after COMMIT. */
 export class RevocationSet {
   readonly users = new Map<string, { ra: string, sids: string[] }>()
+  /** In the order they were made. */
+  readonly events: Revoked[] = []
 
   private entry (userId: string) {
     let e = this.users.get(userId)
@@ -62,14 +86,16 @@ export class RevocationSet {
   }
 
   /** The session is dead (logout, session deleted, refresh-token reuse). */
-  session (userId: string, sid: string): void {
+  session (userId: string, sid: string, reason: RevocationReason = 'revoked'): void {
     this.entry(userId).sids.push(sid)
+    this.events.push({ userId, sid, reason })
   }
 
   /** Every session of the user created at or before `revokedAfterUs` is dead. */
-  user (userId: string, revokedAfterUs: string | number): void {
+  user (userId: string, revokedAfterUs: string | number, reason: RevocationReason = 'revoked'): void {
     const e = this.entry(userId)
     if (e.ra === '' || Number(e.ra) < Number(revokedAfterUs)) e.ra = String(revokedAfterUs)
+    this.events.push({ userId, sid: null, reason })
   }
 }
 
@@ -80,6 +106,8 @@ export class RevocationService {
   private epochCounter = 0
   private backlog: Array<{ set: RevocationSet, until: number }> = []
   private retryTimer: NodeJS.Timeout | undefined
+  private readonly hooks: RevocationHook[] = []
+  private readonly committedHooks: Array<() => void> = []
   /** The readThroughs metric's label for a check answered from PostgreSQL without asking Redis. */
   private readonly fallbackReason: 'redis_unavailable' | 'no_redis'
 
@@ -286,9 +314,13 @@ export class RevocationService {
     const set = new RevocationSet()
     const result = await this.db.transact(async (client) => {
       const r = await fn(client, set)
+      if (set.events.length > 0) {
+        for (const hook of this.hooks) await hook(client, set.events)
+      }
       await this.write(set)
       return r
     })
+    if (set.events.length > 0) for (const committed of this.committedHooks) committed()
     for (const e of set.users.values()) {
       if (e.ra !== '') this.metrics?.revocations.inc({ kind: 'user' })
       if (e.sids.length > 0) this.metrics?.revocations.inc({ kind: 'session' }, e.sids.length)
@@ -330,6 +362,15 @@ export class RevocationService {
       clearInterval(this.retryTimer)
       this.retryTimer = undefined
     }
+  }
+
+  /**
+   * `hook` runs in every revoking transaction that revoked something (see RevocationHook);
+   * `committed`, if given, after each such transaction committed.
+   */
+  onRevoke (hook: RevocationHook, committed?: () => void): void {
+    this.hooks.push(hook)
+    if (committed !== undefined) this.committedHooks.push(committed)
   }
 
   /** Pending post-commit writes (for /metrics). */

@@ -5,7 +5,7 @@ import type { FastifyBaseLogger } from 'fastify'
 import type { Session } from '../../../schemas/auth.js'
 import { BadCredentials, NotFound, tooManyRequests, Unauthorized } from '../../../lib/errors.js'
 import type { Db, Queryable } from '../../external/db.js'
-import type { RevocationService } from '../revocation/revocation-service.js'
+import type { RevocationReason, RevocationService } from '../revocation/revocation-service.js'
 import type { AuditContext, AuditRecord, AuditService, ChangeContext } from '../audit/audit-service.js'
 import type { LockoutService } from '../lockout/lockout-service.js'
 import type { UserService } from '../users/users-service.js'
@@ -174,7 +174,7 @@ export class SessionService {
     try {
       await this.revocation.revoke(async (client, revoked) => {
         await this.revocation.holdUser(client, userId)
-        if (await this.repository.endReused(sid, client)) revoked.session(userId, sid)
+        if (await this.repository.endReused(sid, client)) revoked.session(userId, sid, 'refresh_reuse')
       })
     } catch (err) {
       this.log.warn({ err: { message: (err as Error).message }, sessionId: sid }, 'refresh-token reuse recorded; the session ends once Redis can be written')
@@ -193,14 +193,15 @@ export class SessionService {
    * Ends one session of a user: its access and refresh tokens. False if there was none
    * live (unknown, someone else's, already ended, or dead through the user's revoked_after).
    * `event` is recorded in the same transaction when it does end. With `callerSid`, the
-   * caller's own session must be live when it commits.
+   * caller's own session must be live when it commits. `reason` is what the security
+   * event about it says (a logout unless told otherwise).
    */
-  async end (userId: string, sid: string, event?: AuditRecord, callerSid?: string | null): Promise<boolean> {
+  async end (userId: string, sid: string, event?: AuditRecord, callerSid?: string | null, reason: RevocationReason = 'logout'): Promise<boolean> {
     return await this.revocation.revoke(async (client, revoked) => {
       await this.revocation.requireLiveSession(client, userId, callerSid)
       await this.revocation.holdUser(client, userId)
       if (!await this.repository.revoke(userId, sid, client)) return false
-      revoked.session(userId, sid)
+      revoked.session(userId, sid, reason)
       if (event !== undefined) await this.audit.record(event, client)
       return true
     })
@@ -220,7 +221,7 @@ export class SessionService {
       await this.revocation.requireLiveSession(client, userId, ctx.sessionId)
       const revokedAfterUs = await this.repository.revokeAll(userId, client)
       if (revokedAfterUs === null) return
-      revoked.user(userId, revokedAfterUs)
+      revoked.user(userId, revokedAfterUs, 'logout_all')
       await this.audit.record({ ...ctx, type: 'logout_all', subjectId: userId }, client)
     })
   }
@@ -231,7 +232,7 @@ export class SessionService {
    */
   async endOwn (userId: string, sid: string, ctx: AuditContext): Promise<void> {
     const event: AuditRecord = { ...ctx, type: 'session_revoked', subjectId: userId, detail: { sessionId: sid } }
-    if (!await this.end(userId, sid, event, ctx.sessionId)) throw new NotFound('Session not found')
+    if (!await this.end(userId, sid, event, ctx.sessionId, 'session_deleted')) throw new NotFound('Session not found')
   }
 
   /** The user's live sessions, newest first; `current` marks the caller's. */

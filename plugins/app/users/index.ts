@@ -11,7 +11,7 @@ declare module 'fastify' {
 }
 
 export default fp<HashOptions>(async function usersPlugin (fastify, opts) {
-  const users = new UserService(new UsersRepository(fastify.db), fastify.revocation, fastify.audit, fastify.lockout, opts)
+  const users = new UserService(new UsersRepository(fastify.db), fastify.revocation, fastify.audit, fastify.lockout, opts, fastify.events)
   await users.init()
   fastify.decorate('users', users)
-}, { name: 'users', dependencies: ['db', 'revocation', 'audit', 'lockout'] })
+}, { name: 'users', dependencies: ['db', 'revocation', 'audit', 'lockout', 'events'] })

@@ -16,6 +16,7 @@ import type { Queryable } from '../../external/db.js'
 import type { RevocationService } from '../revocation/revocation-service.js'
 import type { AuditContext, AuditService, ChangeContext } from '../audit/audit-service.js'
 import type { LockoutService } from '../lockout/lockout-service.js'
+import type { EventsService } from '../events/events-service.js'
 import type { Account, Taken, UserKey, UsersRepository } from './users-repository.js'
 
 export interface HashOptions {
@@ -47,7 +48,9 @@ export class UserService {
     private readonly revocation: RevocationService,
     private readonly audit: AuditService,
     private readonly lockout: LockoutService,
-    readonly hashOptions: HashOptions
+    readonly hashOptions: HashOptions,
+    /** Security events for other services: a credential or a claim changed (plugins/app/events/). */
+    private readonly events?: EventsService
   ) {}
 
   async init (): Promise<void> {
@@ -121,28 +124,29 @@ export class UserService {
     // `name` is a username or a verified email: the lockout counts the account's username
     // either way, so taking turns with the two does not double the guesses. A name that
     // finds no account is counted as given.
-    const username = account?.username ?? name
-    let attempt = await this.lockout.attempt(username, ctx.ip)
+    const lockKey = account?.username ?? name
+    let attempt = await this.lockout.attempt(lockKey, ctx.ip)
     // The username is throttled across clients, but a client the user has a session from
     // is not held back by strangers' failures (the "device cookie" idea, by address).
     // An unknown username asks about a user that does not exist: the same query, the same time.
     if (attempt.refused && attempt.scope === 'username' && await this.isKnownClient(account?.id ?? NO_USER, ctx.ip)) {
-      attempt = await this.lockout.attempt(username, ctx.ip, { exempt: true })
+      attempt = await this.lockout.attempt(lockKey, ctx.ip, { exempt: true })
     }
+    // The audit log keeps the name as it was typed.
     if (attempt.refused) {
-      await this.audit.record({ ...ctx, type: 'login_locked', subjectId: account?.id ?? null, detail: { username, lock: attempt.scope } })
+      await this.audit.record({ ...ctx, type: 'login_locked', subjectId: account?.id ?? null, detail: { username: name, lock: attempt.scope } })
       throw tooManyRequests('Too many failed logins for this username, try again later', attempt.retryAfter)
     }
     const ok = await argon2.verify(account?.passwordHash ?? this.dummyHash, password)
     if (account === null || !ok || account.disabled) {
       const reason = account === null ? 'unknown_user' : !ok ? 'bad_password' : 'disabled'
-      await this.audit.record({ ...ctx, type: 'login_failed', subjectId: account?.id ?? null, detail: { username, reason, failures: attempt.failures } })
+      await this.audit.record({ ...ctx, type: 'login_failed', subjectId: account?.id ?? null, detail: { username: name, reason, failures: attempt.failures } })
       throw new BadCredentials()
     }
     if (account.temporaryPassword) {
       // Right, but an admin set it: the user chooses a new one before any session starts.
       // (Before the hash upgrade below, which would replace the temporary hash.)
-      await this.lockout.succeeded(username, ctx.ip)
+      await this.lockout.succeeded(lockKey, ctx.ip)
       await this.audit.record({ ...ctx, type: 'password_change_required', subjectId: account.id })
       if (this.resetTokens === undefined) throw new Error('temporary password, and no reset tokens to hand out')
       throw withFields(new PasswordChangeRequired(), { reset_token: await this.resetTokens.issue(account.id) })
@@ -243,11 +247,12 @@ export class UserService {
       // Enabling a user revokes nothing (its sessions died when it was disabled).
       const revoke = role !== current.role || disabled
       const { user, revokedAfterUs } = await this.repository.update(current.id, { role, disabled, revoke }, client)
-      if (revoke) revoked.user(current.id, revokedAfterUs)
+      if (revoke) revoked.user(current.id, revokedAfterUs, disabled ? 'user_disabled' : 'role_changed')
       // Recorded in the transaction of the change: both commit, or neither.
       const event = { ...ctx, subjectId: user.id }
       if (current.role !== user.role) {
         await this.audit.record({ ...event, type: 'role_changed', detail: { from: current.role, to: user.role } }, client)
+        await this.events?.claimsChange(client, user.id, { role: user.role }, 'admin')
       }
       if (current.disabled !== user.disabled) {
         await this.audit.record({ ...event, type: user.disabled ? 'user_disabled' : 'user_enabled' }, client)
@@ -262,7 +267,7 @@ export class UserService {
       const { guardLastAdmin } = await this.lockForChange(client, { id }, ctx, authority)
       guardLastAdmin()
       const deletedUs = await this.repository.delete(id, client)
-      if (deletedUs !== null) revoked.user(id, deletedUs)
+      if (deletedUs !== null) revoked.user(id, deletedUs, 'user_deleted')
       await this.audit.record({ ...ctx, type: 'user_deleted', subjectId: id }, client)
     })
   }
@@ -289,8 +294,9 @@ export class UserService {
     const passwordHash = await this.hash(password)
     await this.revocation.revoke(async (client, revoked) => {
       const { current } = await this.lockForChange(client, target, ctx)
-      revoked.user(current.id, await this.repository.setTemporaryPassword(current.id, passwordHash, client))
+      revoked.user(current.id, await this.repository.setTemporaryPassword(current.id, passwordHash, client), 'password_changed')
       await this.audit.record({ ...ctx, type: 'password_set', subjectId: current.id }, client)
+      await this.events?.credentialChange(client, current.id, { credentialType: 'password', changeType: 'update', initiatingEntity: 'admin' })
     })
   }
 
@@ -310,8 +316,9 @@ export class UserService {
       await this.revocation.requireLiveSession(client, userId, ctx.sessionId)
       const revokedAfterUs = await this.repository.setPassword(userId, passwordHash, current, client)
       if (revokedAfterUs === null) throw new InvalidToken('Access token has been revoked')
-      revoked.user(userId, revokedAfterUs)
+      revoked.user(userId, revokedAfterUs, 'password_changed')
       await this.audit.record({ ...ctx, type: 'password_changed', subjectId: userId }, client)
+      await this.events?.credentialChange(client, userId, { credentialType: 'password', changeType: 'update', initiatingEntity: 'user' })
     })
   }
 
@@ -356,7 +363,7 @@ export class UserService {
       }
       await this.revocation.revoke(async (client, revoked) => {
         await this.revocation.holdUser(client, userId)
-        if (await this.repository.endSession(userId, sid, client)) revoked.session(userId, sid)
+        if (await this.repository.endSession(userId, sid, client)) revoked.session(userId, sid, 'lockout')
         await this.audit.record(failed, client)
       })
       throw new InvalidToken('Too many wrong passwords: this session has ended')

@@ -1,4 +1,4 @@
-import { randomBytes } from 'node:crypto'
+import { generateKeyPairSync, randomBytes } from 'node:crypto'
 import t from 'tap'
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
@@ -7,6 +7,7 @@ import { ConfigError, loadConfig } from '../../../plugins/external/config.js'
 
 // What `openssl rand -base64 48` prints.
 const strong = 'q2n3W8k+f1Zc0yR7uD9pLx4bT6mH5sJvA2eG8iKoNw1QzXc3VbUy7tRe4WsPqLm0'
+const ed25519 = generateKeyPairSync('ed25519').privateKey.export({ type: 'pkcs8', format: 'pem' }).toString()
 
 t.test('defaults match the contract', async (t) => {
   const c = loadConfig({})
@@ -82,7 +83,15 @@ t.test('a bad value stops start-up with one line naming the variable', async (t)
     [{ ADMIN_USERNAME: 'root', ADMIN_PASSWORD: 'password123' }, /^Invalid configuration: ADMIN_PASSWORD: This password is on a list of common passwords/],
     [{ ADMIN_USERNAME: 'root', ADMIN_PASSWORD: 'Root-of-all' }, /ADMIN_PASSWORD: The password must not contain the username/],
     [{ NODE_ENV: 'production' }, /JWT_SECRET is required when NODE_ENV=production/],
-    [{ NODE_ENV: 'production', JWT_SECRET: 'a'.repeat(64) }, /JWT_SECRET does not look random/]
+    [{ NODE_ENV: 'production', JWT_SECRET: 'a'.repeat(64) }, /JWT_SECRET does not look random/],
+    [{ SSF_PRIVATE_KEY: 'not a key' }, /^Invalid configuration: SSF_PRIVATE_KEY is not a PEM private key$/],
+    [{ SSF_PRIVATE_KEY: ed25519, JWT_PRIVATE_KEY: ed25519 }, /^Invalid configuration: SSF_PRIVATE_KEY is for HS256 deployments/],
+    [{ PUBLIC_URL: 'auth.example.com' }, /^Invalid configuration: PUBLIC_URL /],
+    [{ EVENTS_DISPATCH_INTERVAL_MS: '0' }, /^Invalid configuration: EVENTS_DISPATCH_INTERVAL_MS /],
+    [{ EVENTS_DELIVERY_TIMEOUT_MS: 'soon' }, /^Invalid configuration: EVENTS_DELIVERY_TIMEOUT_MS /],
+    [{ EVENTS_RETRY_MAX_DELAY: '-1' }, /^Invalid configuration: EVENTS_RETRY_MAX_DELAY /],
+    [{ EVENTS_MAX_AGE: 'a week' }, /^Invalid configuration: EVENTS_MAX_AGE /],
+    [{ EVENTS_RETENTION: '0' }, /^Invalid configuration: EVENTS_RETENTION /]
   ]
   for (const [env, message] of cases) {
     t.throws(() => loadConfig(env), message, JSON.stringify(env))
@@ -93,6 +102,16 @@ t.test('a bad value stops start-up with one line naming the variable', async (t)
       t.notOk((err as Error).message.includes('\n'), 'one line')
     }
   }
+})
+
+t.test('security events: signed with JWT_PRIVATE_KEY, or SSF_PRIVATE_KEY beside JWT_SECRET, or not at all', async (t) => {
+  t.equal(loadConfig({}).eventKeys, undefined, 'no key: no events')
+  const asymmetric = loadConfig({ JWT_PRIVATE_KEY: ed25519 })
+  t.equal(asymmetric.eventKeys, asymmetric.signingKeys, 'the access tokens\' key')
+  const hs = loadConfig({ JWT_SECRET: strong, SSF_PRIVATE_KEY: ed25519 })
+  t.equal(hs.signingKeys, undefined, 'access tokens stay HS256')
+  t.match(hs.eventKeys, { alg: 'EdDSA', kid: String })
+  t.match(loadConfig({}), { EVENTS_DISPATCH_INTERVAL_MS: 1000, EVENTS_DELIVERY_TIMEOUT_MS: 5000, EVENTS_RETRY_MAX_DELAY: 300, EVENTS_MAX_AGE: 259200, EVENTS_RETENTION: 86400 })
 })
 
 t.test('secrets are never echoed in the error', async (t) => {
