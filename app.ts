@@ -8,7 +8,7 @@ import fastifyFormbody from '@fastify/formbody'
 import { errorHandler } from './lib/errors.js'
 import { BODY_LIMIT } from './lib/server-options.js'
 import { sharedSchemas } from './schemas/index.js'
-import configPlugin, { type Config } from './plugins/external/config.js'
+import configPlugin, { mfaEncryptionKey, type Config } from './plugins/external/config.js'
 import metricsPlugin from './plugins/external/metrics.js'
 import requestLoggingPlugin from './plugins/external/request-logging.js'
 import dbPlugin from './plugins/external/db.js'
@@ -21,16 +21,20 @@ import authPlugin from './plugins/app/auth.js'
 import auditPlugin from './plugins/app/audit/index.js'
 import lockoutPlugin from './plugins/app/lockout/index.js'
 import usersPlugin from './plugins/app/users/index.js'
+import mfaPlugin from './plugins/app/mfa/index.js'
 import sessionsPlugin from './plugins/app/sessions/index.js'
 import clientsPlugin from './plugins/app/clients/index.js'
 import oauthPlugin from './plugins/app/oauth/index.js'
 import recoveryPlugin from './plugins/app/recovery/index.js'
 import eventsPlugin from './plugins/app/events/index.js'
+import webauthnPlugin from './plugins/app/webauthn/index.js'
 import healthRoutes from './routes/health/index.js'
 import wellKnownRoutes from './routes/well-known/index.js'
 import authRoutes from './routes/auth/index.js'
 import verifyRoutes from './routes/auth/verify.js'
 import recoveryRoutes from './routes/auth/recovery.js'
+import mfaRoutes from './routes/auth/mfa.js'
+import webauthnRoutes from './routes/auth/webauthn.js'
 import userRoutes from './routes/users/index.js'
 import auditRoutes from './routes/audit/index.js'
 import clientRoutes from './routes/clients/index.js'
@@ -39,7 +43,7 @@ import ssfRoutes from './routes/ssf/index.js'
 
 export interface AppOptions {
   config: Config
-  /** Purge interval of expired sessions and recovery tokens and old audit events (ms); tests turn it off with 0. */
+  /** Interval of the purges (expired sessions and recovery tokens, waiting MFA logins; ms); tests turn them off with 0. */
   purgeIntervalMs?: number
   /** Clients a rate limit keeps in memory without Redis (RATE_LIMIT_CLIENTS); a test makes it small. */
   rateLimitClients?: number
@@ -89,6 +93,11 @@ export async function services (fastify: FastifyInstance, opts: AppOptions): Pro
     timeCost: config.ARGON2_TIME_COST,
     parallelism: config.ARGON2_PARALLELISM
   })
+  await fastify.register(mfaPlugin, {
+    encryptionKey: mfaEncryptionKey(config),
+    issuer: config.JWT_ISSUER,
+    purgeIntervalMs: opts.purgeIntervalMs
+  })
   await fastify.register(sessionsPlugin, {
     refreshTtl: config.REFRESH_TOKEN_TTL,
     accessTtl: config.ACCESS_TOKEN_TTL,
@@ -100,6 +109,12 @@ export async function services (fastify: FastifyInstance, opts: AppOptions): Pro
   await fastify.register(recoveryPlugin, {
     accountLimit: config.RECOVERY_ACCOUNT_LIMIT,
     appUrl: config.APP_URL,
+    purgeIntervalMs: opts.purgeIntervalMs
+  })
+  await fastify.register(webauthnPlugin, {
+    rpId: config.WEBAUTHN_RP_ID,
+    origins: config.webauthnOrigins,
+    rpName: config.JWT_ISSUER,
     purgeIntervalMs: opts.purgeIntervalMs
   })
   await fastify.register(clientsPlugin)
@@ -128,6 +143,8 @@ async function app (fastify: FastifyInstance, opts: AppOptions): Promise<void> {
   await fastify.register(authRoutes, { prefix: '/auth' })
   await fastify.register(verifyRoutes, { prefix: '/auth' })
   await fastify.register(recoveryRoutes, { prefix: '/auth' })
+  await fastify.register(mfaRoutes, { prefix: '/auth/mfa' })
+  await fastify.register(webauthnRoutes, { prefix: '/auth/webauthn' })
   await fastify.register(userRoutes, { prefix: '/users' })
   await fastify.register(auditRoutes, { prefix: '/audit' })
   await fastify.register(clientRoutes, { prefix: '/clients' })

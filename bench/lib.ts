@@ -2,7 +2,7 @@
 // stopped), /proc sampling, the service's production environment, nginx with the
 // examples' configuration, and clean-up of the benchmark's own database and Redis keys.
 import { spawn, execFileSync, type ChildProcess } from 'node:child_process'
-import { randomBytes } from 'node:crypto'
+import { createHash, randomBytes } from 'node:crypto'
 import { existsSync, openSync, closeSync, readFileSync } from 'node:fs'
 import { mkdir, writeFile } from 'node:fs/promises'
 import { availableParallelism } from 'node:os'
@@ -264,6 +264,8 @@ export function serviceEnv (port: number, jwtSecret: string): NodeJS.ProcessEnv 
     REDIS_URL,
     REDIS_KEY_PREFIX: REDIS_PREFIX,
     JWT_SECRET: jwtSecret,
+    // Required in production; the same for both instances, as a deployment's would be.
+    MFA_ENCRYPTION_KEY: createHash('sha256').update(`mfa ${jwtSecret}`).digest('base64'),
     LOG_LEVEL: process.env.BENCH_LOG_LEVEL ?? 'info',
     // One client IP logs in thousands of times a minute here: lift the per-IP limits.
     LOGIN_RATE_LIMIT: '100000000',

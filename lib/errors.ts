@@ -15,6 +15,12 @@ export const NotFound = createError('AUTH_NOT_FOUND', '%s', 404)
 export const Conflict = createError('AUTH_CONFLICT', '%s', 409)
 export const WeakPassword = createError('AUTH_WEAK_PASSWORD', '%s', 400)
 export const WrongPassword = createError('AUTH_WRONG_PASSWORD', 'Current password is wrong', 403)
+/** A passkey's registration was refused: its challenge, origin, relying party or attestation. */
+export const PasskeyRejected = createError('AUTH_PASSKEY_REJECTED', '%s', 400)
+/** The token's login had no second factor, and this check asks for one (`/auth/verify?amr=otp`). */
+export const MfaRequired = createError('AUTH_MFA_REQUIRED', '%s', 403)
+/** A wrong second-factor code where the step cannot go on without a right one (enrolment). */
+export const InvalidCode = createError('AUTH_INVALID_CODE', 'Wrong code: enter the one the authenticator app shows now', 400)
 export const TooManyRequests = createError('AUTH_TOO_MANY_REQUESTS', '%s', 429)
 /** A password-reset or email-verification token that is unknown, used, expired or superseded. */
 export const InvalidRecoveryToken = createError('AUTH_INVALID_RECOVERY_TOKEN', 'Invalid or expired token', 400)
@@ -36,7 +42,8 @@ export const ERROR_CODES = [
   'AUTH_INVALID_TOKEN', 'AUTH_MISSING_TOKEN', 'AUTH_BAD_CREDENTIALS', 'AUTH_UNAUTHORIZED',
   'AUTH_FORBIDDEN', 'AUTH_NOT_FOUND', 'AUTH_CONFLICT', 'AUTH_TOO_MANY_REQUESTS', 'AUTH_UNAVAILABLE',
   'AUTH_BAD_CURSOR', 'AUTH_WEAK_PASSWORD', 'AUTH_WRONG_PASSWORD', 'AUTH_INVALID_CLIENT', 'AUTH_NOT_CONFIGURED',
-  'AUTH_PASSWORD_CHANGE_REQUIRED', 'AUTH_INVALID_RECOVERY_TOKEN',
+  'AUTH_MFA_REQUIRED', 'AUTH_INVALID_CODE', 'AUTH_PASSKEY_REJECTED', 'AUTH_PASSWORD_CHANGE_REQUIRED',
+  'AUTH_INVALID_RECOVERY_TOKEN',
   'FST_ERR_VALIDATION', 'FST_ERR_CTP_INVALID_JSON_BODY', 'FST_ERR_CTP_EMPTY_JSON_BODY',
   'FST_ERR_CTP_INVALID_MEDIA_TYPE', 'FST_ERR_CTP_BODY_TOO_LARGE', 'FST_ERR_BAD_URL'
 ] as const

@@ -2,6 +2,19 @@
 import type { FastifyInstance } from 'fastify'
 
 /**
+ * Runs `step` (a purge of at most `batch` rows, answering how many it deleted) until a
+ * batch comes back short: one short statement at a time, never one huge one. The total.
+ */
+export async function inBatches (batch: number, step: (limit: number) => Promise<number>): Promise<number> {
+  let total = 0
+  for (;;) {
+    const n = await step(batch)
+    total += n
+    if (n < batch) return total
+  }
+}
+
+/**
  * Runs `job` every `ms` milliseconds until the returned stop() is called; a run that
  * is still going when the next is due is not doubled (a long purge is not raced by
  * itself). unref(): it never keeps the process alive. Errors go to `onError`. stop()

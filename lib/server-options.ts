@@ -52,7 +52,8 @@ export function serverOptions (config: Config, logStream: DestinationStream = lo
       redact: {
         paths: ['req.headers.authorization', 'req.headers.cookie', 'res.headers["set-cookie"]',
           'body.password', 'body.currentPassword', 'body.newPassword', 'body.refresh_token',
-          'body.access_token'],
+          'body.access_token', 'body.mfa_token', 'body.code', 'body.recovery_code', 'body.secret',
+          'body.recoveryCodes'],
         censor: '[Redacted]'
       },
       stream: logStream

@@ -3,11 +3,11 @@
 // accepts its tokens verify the same way. plugins/app/auth.ts is the thin plugin over it.
 import { randomUUID } from 'node:crypto'
 import { createSigner, type Algorithm } from 'fast-jwt'
-import { createAccessTokenVerifier, TokenError, type AccessClaims } from '@auth-service/fastify-resource-server/tokens'
+import { createAccessTokenVerifier, hasSecondFactor, TokenError, type AccessClaims } from '@auth-service/fastify-resource-server/tokens'
 import type { SigningKeys } from './keys.js'
 import type { Role } from '../schemas/common.js'
 
-export { TokenError, type AccessClaims }
+export { hasSecondFactor, TokenError, type AccessClaims }
 
 export interface TokenOptions {
   /** The HS256 secret, used when there are no asymmetric keys. */
@@ -23,7 +23,7 @@ export interface TokenOptions {
 export interface Tokens {
   accessTtl: number
   /** `short`: a lifetime below accessTtl (seconds from `iat`), for a session that ends sooner. */
-  signAccess: (claims: { sub: string, username: string, role: Role, sid: string, sca: number }, short?: { iat: number, ttl: number }) => string
+  signAccess: (claims: { sub: string, username: string, role: Role, sid: string, sca: number, amr: string[] }, short?: { iat: number, ttl: number }) => string
   /** The claims of the bearer token in an Authorization header; throws a TokenError otherwise. */
   verifyBearer: (header: string) => AccessClaims
   /** The claims of a bare access token (introspection, revocation); throws a TokenError otherwise. */
@@ -54,8 +54,8 @@ export function createTokens (opts: TokenOptions): Tokens {
 
   return {
     accessTtl: opts.accessTtl,
-    signAccess ({ sub, username, role, sid, sca }, short) {
-      const payload = { sub, preferred_username: username, role, sid, sca, jti: randomUUID() }
+    signAccess ({ sub, username, role, sid, sca, amr }, short) {
+      const payload = { sub, preferred_username: username, role, sid, sca, amr, jti: randomUUID() }
       if (short === undefined) return sign(payload)
       return signUntil({ ...payload, iat: short.iat, exp: short.iat + short.ttl })
     },

@@ -41,6 +41,9 @@ const ActiveToken = Type.Object({
   iss: Type.String(),
   aud: Type.String(),
   jti: Type.String({ description: 'The access token\'s `jti`; for a refresh token, the base64url SHA-256 of the token (what this service stores)' }),
+  amr: Type.Optional(Type.Array(Type.String(), {
+    description: 'How the session\'s login was authenticated (RFC 8176): `["pwd"]`, `["pwd", "otp"]` with a second factor; absent from access tokens issued before second factors'
+  })),
   client_id: Type.String({ description: 'The client the token was issued to: this service\'s own sign-in, named by its audience (`JWT_AUDIENCE`)' })
 })
 
@@ -63,6 +66,7 @@ export const Introspection = Type.Union([InactiveToken, ActiveToken], {
     iss: 'auth-service',
     aud: 'auth-service',
     jti: '0b6e1c2d-4f3a-4b5c-9d8e-7f6a5b4c3d2e',
+    amr: ['pwd', 'otp'],
     client_id: 'auth-service'
   }
 })

@@ -21,11 +21,12 @@ export const User = Type.Object({
   disabled: Type.Boolean({ description: 'A disabled user cannot sign in and its tokens are revoked' }),
   email: Type.Union([Type.String(), Type.Null()], { description: 'Optional; unique without regard to case' }),
   emailVerified: Type.Boolean({ description: 'The user proved the address (a link mailed to it): only then does it receive password-reset mail and sign in' }),
+  mfaEnabled: Type.Boolean({ description: 'The user has a second factor: login asks for it after the password' }),
   createdAt: Type.String({ format: 'date-time' })
 }, {
   $id: 'User',
   description: 'An account',
-  example: { id: '2f1c5a3e-8b7d-4c6a-9e0f-1a2b3c4d5e6f', username: 'alice', role: 'user', disabled: false, email: 'alice@example.com', emailVerified: true, createdAt: '2025-01-31T12:00:00.000Z' }
+  example: { id: '2f1c5a3e-8b7d-4c6a-9e0f-1a2b3c4d5e6f', username: 'alice', role: 'user', disabled: false, email: 'alice@example.com', emailVerified: true, mfaEnabled: false, createdAt: '2025-01-31T12:00:00.000Z' }
 })
 export type User = Static<typeof User>
 

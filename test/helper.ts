@@ -250,26 +250,42 @@ export async function httpCall (base: string, method: string, path: string, opts
 }
 
 /**
+ * Holds the next call of `object[method]` until `release()`: `reached` resolves once the
+ * call is made; the original runs after the release (`before`, the default) or has run
+ * and its result waits (`after`). Later calls go straight through. The tests use it to
+ * force another request into that window.
+ */
+export function holdNext<T extends object, K extends keyof T> (t: Teardown, object: T, method: K,
+  when: 'before' | 'after' = 'before'): { reached: Promise<void>, release: () => void } {
+  const original = object[method] as (...args: unknown[]) => Promise<unknown>
+  let release!: () => void
+  const gate = new Promise<void>((resolve) => { release = resolve })
+  let hit!: () => void
+  const reached = new Promise<void>((resolve) => { hit = resolve })
+  object[method] = async function (...args: unknown[]) {
+    object[method] = original as T[K] // only the first call is held
+    if (when === 'after') {
+      const result = await original.apply(object, args)
+      hit()
+      await gate
+      return result
+    }
+    hit()
+    await gate
+    return await original.apply(object, args)
+  } as T[K]
+  t.teardown(() => { object[method] = original as T[K] })
+  return { reached, release }
+}
+
+/**
  * Holds the next read of a token's state from PostgreSQL (a read-through), after the
  * read returned and before the caller goes on to fill Redis, until `release()`: the
  * tests use it to force a revocation and a FLUSHALL into that window.
  */
 export function holdStateRead (t: Teardown, app: FastifyInstance): { read: Promise<void>, release: () => void } {
-  const repository = app.revocation.repository
-  const readState = repository.readState
-  let release!: () => void
-  const gate = new Promise<void>((resolve) => { release = resolve })
-  let reached!: () => void
-  const read = new Promise<void>((resolve) => { reached = resolve })
-  repository.readState = async function (...args) {
-    const state = await readState.apply(this, args)
-    repository.readState = readState // only the first one is held
-    reached()
-    await gate
-    return state
-  }
-  t.teardown(() => { repository.readState = readState })
-  return { read, release }
+  const { reached, release } = holdNext(t, app.revocation.repository, 'readState', 'after')
+  return { read: reached, release }
 }
 
 /** The app's Redis client, for a test that reads or writes its keys (an app built with Redis). */

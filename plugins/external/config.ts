@@ -7,6 +7,7 @@ import { Type, type Static, type TSchema } from '@sinclair/typebox'
 import { Value } from '@sinclair/typebox/value'
 import { loadSigningKeys, type SigningKeys } from '../../lib/keys.js'
 import { passwordProblem } from '../../lib/password-policy.js'
+import { deriveKey, KEY_BYTES } from '../../lib/secret-box.js'
 
 const PositiveInt = (def: number, description: string) =>
   Type.Integer({ minimum: 1, default: def, description })
@@ -81,7 +82,14 @@ export const EnvSchema = Type.Object({
   EVENTS_DELIVERY_TIMEOUT_MS: PositiveInt(5000, 'one push gives up after this long'),
   EVENTS_RETRY_MAX_DELAY: PositiveInt(300, 'seconds: the retry backoff stops doubling here'),
   EVENTS_MAX_AGE: PositiveInt(259200, 'seconds: an event still undelivered this long after it was written is given up'),
-  EVENTS_RETENTION: PositiveInt(86400, 'seconds: delivered and failed events are kept this long')
+  EVENTS_RETENTION: PositiveInt(86400, 'seconds: delivered and failed events are kept this long'),
+  // 32 random bytes, base64: encrypts second-factor secrets at rest (lib/secret-box.ts).
+  MFA_ENCRYPTION_KEY: Type.Optional(Type.String()),
+  // Passkeys: the relying-party id (a domain: credentials are scoped to it and its
+  // subdomains) and the comma-separated origins a ceremony may run on; unset, the one
+  // origin of the service itself on that domain (parseWebAuthnOrigins).
+  WEBAUTHN_RP_ID: Type.String({ default: 'localhost' }),
+  WEBAUTHN_ORIGINS: Type.String({ default: '' })
 })
 
 export type Config = Static<typeof EnvSchema> & {
@@ -111,6 +119,10 @@ export type Config = Static<typeof EnvSchema> & {
   lockoutGlobalThreshold: number
   /** TRUST_PROXY as Fastify's `trustProxy` takes it: off, a hop count, or proxy addresses. */
   trustProxy: false | number | string[]
+  /** MFA_ENCRYPTION_KEY, decoded; unset outside production: derived (mfaEncryptionKey()). */
+  mfaKey?: Buffer
+  /** WEBAUTHN_ORIGINS, split, or its default. */
+  webauthnOrigins: string[]
 }
 
 export class ConfigError extends Error {
@@ -140,6 +152,34 @@ export function parseTrustProxy (value: string | undefined): false | number | st
     const prefixOk = bits === undefined || (/^[0-9]{1,3}$/.test(bits) && Number(bits) <= (family === 6 ? 128 : 32))
     if (!(PROXY_NAMES.has(entry) || (family !== 0 && prefixOk && extra === undefined))) {
       throw new ConfigError(`Invalid configuration: TRUST_PROXY entry ${JSON.stringify(entry)} is not a hop count, an IP address, a CIDR or one of loopback, linklocal, uniquelocal`)
+    }
+  }
+  return list
+}
+
+/**
+ * WEBAUTHN_ORIGINS: the origins (scheme, host, port) whose pages may run a passkey
+ * ceremony, each on WEBAUTHN_RP_ID or a subdomain of it (a browser refuses any other
+ * pairing), and https, but for localhost, which browsers treat as secure. Unset: the
+ * service's own origin, http://localhost:PORT for the default relying party, else
+ * https://WEBAUTHN_RP_ID.
+ */
+export function parseWebAuthnOrigins (value: string, rpId: string, port: number): string[] {
+  // A domain, as WebAuthn wants it: lower case, no scheme, port or path, not an IP address.
+  if (!/^(?=.{1,253}$)[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$/.test(rpId) || isIP(rpId) !== 0) {
+    throw new ConfigError(`Invalid configuration: WEBAUTHN_RP_ID must be a domain name such as example.com, without scheme, port or path (got ${JSON.stringify(rpId)})`)
+  }
+  const list = value.split(',').map((o) => o.trim()).filter((o) => o !== '')
+  if (list.length === 0) return [rpId === 'localhost' ? `http://localhost:${port}` : `https://${rpId}`]
+  for (const origin of list) {
+    let url: URL | null = null
+    try {
+      url = new URL(origin)
+    } catch {}
+    const host = url?.hostname ?? ''
+    const secure = url?.protocol === 'https:' || (url?.protocol === 'http:' && (host === 'localhost' || host.endsWith('.localhost')))
+    if (url === null || url.origin !== origin || !secure || !(host === rpId || host.endsWith(`.${rpId}`))) {
+      throw new ConfigError(`Invalid configuration: WEBAUTHN_ORIGINS entry ${JSON.stringify(origin)} is not an origin like https://${rpId} on WEBAUTHN_RP_ID (${rpId}) or a subdomain of it (http only for localhost)`)
     }
   }
   return list
@@ -236,7 +276,7 @@ export function loadConfig (env: Record<string, string | number | boolean | unde
   const first = Value.Errors(EnvSchema, converted).First()
   if (first) {
     const name = first.path.replace(/^\//, '') || 'environment'
-    const shown = ['JWT_SECRET', 'JWT_PRIVATE_KEY', 'SSF_PRIVATE_KEY', 'ADMIN_PASSWORD', 'SMTP_URL'].includes(name) ? '' : ` (got ${JSON.stringify(raw[name])})`
+    const shown = ['JWT_SECRET', 'JWT_PRIVATE_KEY', 'SSF_PRIVATE_KEY', 'ADMIN_PASSWORD', 'SMTP_URL', 'MFA_ENCRYPTION_KEY'].includes(name) ? '' : ` (got ${JSON.stringify(raw[name])})`
     throw new ConfigError(`Invalid configuration: ${name} ${problem(first.schema, first.message)}${shown}`)
   }
   const cfg = converted as Static<typeof EnvSchema>
@@ -303,6 +343,11 @@ export function loadConfig (env: Record<string, string | number | boolean | unde
     if (problem !== null) throw new ConfigError(`Invalid configuration: ADMIN_PASSWORD: ${problem}`)
   }
 
+  const mfaKey = cfg.MFA_ENCRYPTION_KEY === undefined ? undefined : parseMfaKey(cfg.MFA_ENCRYPTION_KEY)
+  if (production && mfaKey === undefined) {
+    throw new ConfigError('Invalid configuration: MFA_ENCRYPTION_KEY is required when NODE_ENV=production (generate one with `openssl rand -base64 32`)')
+  }
+
   let metrics: Config['metrics'] = 'api'
   if (cfg.METRICS_PORT === 'off' || cfg.METRICS_PORT === '0') metrics = 'off'
   else if (cfg.METRICS_PORT !== undefined) {
@@ -324,11 +369,13 @@ export function loadConfig (env: Record<string, string | number | boolean | unde
   }
 
   const trustProxy = parseTrustProxy(cfg.TRUST_PROXY)
+  const webauthnOrigins = parseWebAuthnOrigins(cfg.WEBAUTHN_ORIGINS, cfg.WEBAUTHN_RP_ID, cfg.PORT)
 
   return {
     ...cfg,
     corsOrigins,
     trustProxy,
+    webauthnOrigins,
     lockoutGlobalThreshold: cfg.LOCKOUT_GLOBAL_THRESHOLD ?? 10 * cfg.LOCKOUT_THRESHOLD,
     // Outside production a missing secret gets a random per-process key rather than a
     // well-known default: a forgotten setting must never make tokens forgeable.
@@ -339,8 +386,29 @@ export function loadConfig (env: Record<string, string | number | boolean | unde
     metrics,
     databaseUrlGiven,
     redisUrlGiven,
-    withoutRedis: false
+    withoutRedis: false,
+    mfaKey
   }
+}
+
+/** MFA_ENCRYPTION_KEY: exactly 32 bytes, base64 (or base64url). */
+function parseMfaKey (value: string): Buffer {
+  const text = value.trim()
+  const key = /^[A-Za-z0-9+/]+={0,2}$|^[A-Za-z0-9_-]+$/.test(text) ? Buffer.from(text, text.includes('-') || text.includes('_') ? 'base64url' : 'base64') : null
+  if (key === null || key.length !== KEY_BYTES) {
+    throw new ConfigError(`Invalid configuration: MFA_ENCRYPTION_KEY must be ${KEY_BYTES} bytes written as base64 (generate one with \`openssl rand -base64 32\`)`)
+  }
+  return key
+}
+
+/**
+ * The key second-factor secrets are encrypted with: MFA_ENCRYPTION_KEY, or (outside
+ * production, where it is required) one derived from the signing key in use, which in
+ * development is kept across restarts (lib/local-mode.ts). Called once the signing key is
+ * final, after developmentKey() may have replaced it.
+ */
+export function mfaEncryptionKey (config: Config): Buffer {
+  return config.mfaKey ?? deriveKey(config.signingKeys?.privatePem ?? config.jwtKey, 'mfa-encryption-key')
 }
 
 declare module 'fastify' {
@@ -355,5 +423,11 @@ export default fp<{ config: Config }>(async function configPlugin (fastify, opts
     fastify.log.info(`JWT_SECRET is not set: signing with the development key kept in ${opts.config.jwtKeyFile} (tokens survive a restart)`)
   } else if (opts.config.jwtKeyGenerated) {
     fastify.log.warn('JWT_SECRET is not set: using a random per-process key; tokens will not survive a restart or work across instances')
+  }
+  if (opts.config.mfaKey === undefined) {
+    // Loud when the derived key will not outlive the process: enrolled second factors would not either.
+    const line = 'MFA_ENCRYPTION_KEY is not set: second-factor secrets are encrypted with a key derived from the signing key'
+    if (opts.config.jwtKeyGenerated && opts.config.jwtKeyFile === undefined) fastify.log.warn(`${line}, which is per-process: enrolled TOTP secrets will not survive a restart`)
+    else fastify.log.info(line)
   }
 }, { name: 'config' })

@@ -17,7 +17,9 @@ export default fp(async function swaggerPlugin (fastify) {
       tags: [
         { name: 'auth', description: 'Sign in, tokens and sessions' },
         { name: 'recovery', description: 'Password reset and email verification (mail over SMTP)' },
+        { name: 'mfa', description: 'Second factors: TOTP, recovery codes, and the second step of a login' },
         { name: 'admin', description: 'Administration (role admin)' },
+        { name: 'passkeys', description: 'WebAuthn passkeys: register, sign in without a password or as a second factor, list and delete' },
         { name: 'oauth', description: 'Token introspection and revocation for other services (RFC 7662, RFC 7009)' },
         { name: 'events', description: 'Security events for registered clients: Shared Signals streams (SSF 1.0, CAEP, RISC), push (RFC 8935) and poll (RFC 8936)' },
         { name: 'ops', description: 'Health and readiness' }

@@ -1,24 +1,17 @@
 // /auth: registration, login, refresh, the caller's identity and sessions, change-role.
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { Type } from '@sinclair/typebox'
-import type { FastifyReply, FastifyRequest } from 'fastify'
 import { bearer, errors, IdParams, ref, type HttpError } from '../../schemas/common.js'
 import {
-  ChangePasswordBody, ChangeRoleBody, Credentials, DeleteMeBody, LoginBody, Me, PasswordChangeRequired, PasswordGrant,
-  RefreshBody, Session, TokenPair
+  ChangePasswordBody, ChangeRoleBody, Credentials, DeleteMeBody, LoginBody, Me, PasswordGrant, RefreshBody, Session
 } from '../../schemas/auth.js'
+import { LoginForbidden } from '../../schemas/mfa.js'
 import { User } from '../../schemas/users.js'
-import type { ClientMeta, IssuedSession } from '../../plugins/app/sessions/sessions-service.js'
 import { auditContext } from '../../plugins/app/audit/audit-service.js'
-
-// Token responses are documented with the header RFC 6749 §5.1 requires of them.
-const tokenResponse = (description: string) => ({
-  ...ref(TokenPair, description),
-  headers: { 'cache-control': { type: 'string', enum: ['no-store'], description: 'Token responses are never cached' } }
-})
+import { clientMeta, tokenPair, tokenResponse } from './token-pair.js'
 
 /**
- * The outcomes of a route the caller's own password guards (UserService.checkOwnPassword):
+ * The outcomes of a route the caller's own password guards (UserService.checkPassword):
  * a wrong one is 403 and counts toward the lockout; the one that reaches it ends the session.
  */
 const ownPassword = (what: string): Array<[number, string, Partial<HttpError>?]> => [
@@ -30,26 +23,6 @@ const ownPassword = (what: string): Array<[number, string, Partial<HttpError>?]>
 const routes: FastifyPluginAsyncTypebox = async function (fastify) {
   const { users, sessions, tokens, recovery, authenticate, requireRole, config } = fastify
   const perMinute = (max: number) => ({ rateLimit: { max, timeWindow: 60_000 } })
-
-  function clientMeta (request: FastifyRequest): ClientMeta {
-    const ua = request.headers['user-agent']
-    return { ...auditContext(request), userAgent: typeof ua === 'string' ? ua.slice(0, 256) : null }
-  }
-
-  // RFC 6749 §5.1: token responses are never cached.
-  function tokenPair (reply: FastifyReply, s: IssuedSession) {
-    reply.header('cache-control', 'no-store').header('pragma', 'no-cache')
-    // The access token ends with its session when that comes sooner (SESSION_MAX_LIFETIME).
-    const iat = Math.floor(Date.now() / 1000)
-    const ttl = Math.max(1, Math.min(tokens.accessTtl, s.endsAt - iat))
-    const claims = { sub: s.userId, username: s.username, role: s.role, sid: s.sid, sca: s.sca }
-    return {
-      access_token: tokens.signAccess(claims, ttl < tokens.accessTtl ? { iat, ttl } : undefined),
-      token_type: 'Bearer' as const,
-      expires_in: ttl,
-      refresh_token: s.refreshToken
-    }
-  }
 
   fastify.post('/register', {
     config: perMinute(config.REGISTER_RATE_LIMIT),
@@ -78,7 +51,9 @@ const routes: FastifyPluginAsyncTypebox = async function (fastify) {
       tags: ['auth'],
       operationId: 'login',
       summary: 'Sign in: JSON credentials, or the OAuth 2.0 password grant as a form',
-      description: 'Returns an OAuth 2.0 token pair (RFC 6749 §5.1, `Cache-Control: no-store`). The form body is the password grant, the `tokenUrl` of the `oauth2` security scheme. An unknown user, a wrong password and a disabled user get the same 401. Rate-limited per client IP; failures in a row lock the username for that client for a while, and many failures from all clients throttle it for clients the user has not signed in from (429 with Retry-After; see the README\'s security section).',
+      description: 'Returns an OAuth 2.0 token pair (RFC 6749 §5.1, `Cache-Control: no-store`). The form body is the password grant, the `tokenUrl` of the `oauth2` security scheme. An unknown user, a wrong password and a disabled user get the same 401. Rate-limited per client IP; failures in a row lock the username for that client for a while, and many failures from all clients throttle it for clients the user has not signed in from (429 with Retry-After; see the README\'s security section). ' +
+        'A user with a second factor gets 403 `AUTH_MFA_REQUIRED` with an `mfa_token` instead of tokens (for the form, in OAuth 2.0 error form): POST it to /auth/mfa/verify with a code. ' +
+        'A right password that is a temporary one an admin set gets 403 `AUTH_PASSWORD_CHANGE_REQUIRED` with a `reset_token` instead, before any second factor is asked: POST it with a new password to /auth/password/reset, then sign in with that (and the second factor, if the user has one).',
       body: {
         content: {
           'application/json': { schema: ref(LoginBody) },
@@ -90,14 +65,23 @@ const routes: FastifyPluginAsyncTypebox = async function (fastify) {
         ...errors(400, [401, 'Wrong username or password, or the user is disabled (one answer for all three)',
           { code: 'AUTH_BAD_CREDENTIALS', message: 'Invalid username or password' }], 413, 415, 429, 503),
         403: {
-          ...ref(PasswordChangeRequired, 'The password is right, but it is a temporary one an admin set: no session; choose a new password with the reset_token'),
-          headers: { 'cache-control': { type: 'string', enum: ['no-store'], description: 'It carries a token: never cached' } }
+          ...ref(LoginForbidden, 'The password was right, but no session yet: the user has a second factor (`AUTH_MFA_REQUIRED`: POST the `mfa_token` to /auth/mfa/verify with a code), or the password is a temporary one an admin set (`AUTH_PASSWORD_CHANGE_REQUIRED`: choose a new password with the `reset_token` at /auth/password/reset)'),
+          headers: { 'cache-control': { type: 'string', enum: ['no-store'], description: 'It carries a token (`mfa_token` or `reset_token`): never cached' } }
         }
       }
     }
   }, async function (request, reply) {
     const { username, password } = request.body as LoginBody
-    return tokenPair(reply, await sessions.login(username, password, clientMeta(request)))
+    const signedIn = await sessions.login(username, password, clientMeta(request))
+    if (!('mfa' in signedIn)) return tokenPair(reply, tokens, signedIn)
+    const { mfaToken, methods } = signedIn.mfa
+    const message = 'A second factor is required'
+    reply.code(403).header('cache-control', 'no-store').header('pragma', 'no-cache')
+    // The password grant (a form) is an OAuth 2.0 client: it reads RFC 6749 §5.2's error shape.
+    if (request.headers['content-type']?.startsWith('application/x-www-form-urlencoded') === true) {
+      return { error: 'mfa_required' as const, error_description: message, mfa_token: mfaToken, methods }
+    }
+    return { statusCode: 403 as const, error: 'Forbidden' as const, message, code: 'AUTH_MFA_REQUIRED' as const, mfa_token: mfaToken, methods }
   })
 
   fastify.post('/refresh', {
@@ -114,7 +98,7 @@ const routes: FastifyPluginAsyncTypebox = async function (fastify) {
       }
     }
   }, async function (request, reply) {
-    return tokenPair(reply, await sessions.refresh(request.body.refresh_token, clientMeta(request)))
+    return tokenPair(reply, tokens, await sessions.refresh(request.body.refresh_token, clientMeta(request)))
   })
 
   fastify.get('/me', {

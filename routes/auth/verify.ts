@@ -7,10 +7,14 @@ import { Type } from '@sinclair/typebox'
 import type { FastifyReply, FastifyRequest, HookHandlerDoneFunction } from 'fastify'
 import { bearer, errors } from '../../schemas/common.js'
 import type { Role } from '../../schemas/users.js'
-import { Forbidden } from '../../lib/errors.js'
+import { Forbidden, MfaRequired } from '../../lib/errors.js'
+import { hasSecondFactor } from '../../lib/tokens.js'
 
 /** The headers a gateway copies onto the forwarded request, and only those. */
 export const IDENTITY_HEADERS = ['x-auth-user-id', 'x-auth-username', 'x-auth-role', 'x-auth-session-id'] as const
+
+// What `?amr=` may ask for: RFC 8176 values this service issues, and `mfa` for any second factor.
+const AMR_VALUES = ['pwd', 'otp', 'hwk', 'swk', 'mfa'] as const
 
 // `?role=user` admits any signed-in user, `?role=admin` only admins.
 const RANK: Record<Role, number> = { user: 0, admin: 1 }
@@ -18,6 +22,10 @@ const RANK: Record<Role, number> = { user: 0, admin: 1 }
 const VerifyQuery = Type.Object({
   role: Type.Optional(Type.Union([Type.Literal('user'), Type.Literal('admin')], {
     description: 'The least role the token must carry (`admin` for an admin-only location)'
+  })),
+  amr: Type.Optional(Type.Union(AMR_VALUES.map((v) => Type.Literal(v)), {
+    description: 'How the token\'s login must have been authenticated (RFC 8176): `otp` a TOTP or recovery code, `hwk`/`swk` ' +
+      'a passkey, `pwd` a password; `mfa` any second factor'
   }))
 })
 
@@ -61,6 +69,7 @@ const routes: FastifyPluginAsyncTypebox = async function (fastify) {
         'the request it passes on (after removing any the client sent). The same decision as `GET /auth/me`: a token ' +
         'revoked at this service is refused on the next request through the gateway. Envoy appends the original path: ' +
         '`/auth/verify/<path>` answers like this route without a role (Envoy checks the role on `X-Auth-Role`). ' +
+        '`?amr=otp` (or `mfa`, any second factor) admits only tokens whose login used it (RFC 8176 `amr`): 403 `AUTH_MFA_REQUIRED` otherwise. ' +
         'Configurations: `examples/`.',
       querystring: VerifyQuery,
       response: {
@@ -72,13 +81,16 @@ const routes: FastifyPluginAsyncTypebox = async function (fastify) {
         ...errors(
           [400, 'An unknown `role`'],
           401,
-          [403, 'The token\'s role is lower than `role` asks', { message: 'Requires role admin' }],
+          [403, 'The token\'s role is lower than `role` asks (`AUTH_FORBIDDEN`), or its login lacks the `amr` asked for (`AUTH_MFA_REQUIRED`)', { message: 'Requires role admin' }],
           503)
       }
     }
   }, async function (request, reply) {
-    const wanted = request.query.role
+    const { role: wanted, amr } = request.query
     if (wanted !== undefined && RANK[request.user.role] < RANK[wanted]) throw new Forbidden(`Requires role ${wanted}`)
+    if (amr !== undefined && !(amr === 'mfa' ? hasSecondFactor(request.user) : request.user.amr?.includes(amr) === true)) {
+      throw new MfaRequired(`Requires a sign-in with ${amr === 'mfa' ? 'a second factor' : `amr ${amr}`}`)
+    }
     return identify(request, reply)
   })
 

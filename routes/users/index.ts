@@ -7,7 +7,7 @@ import { CreateUserBody, SetPasswordBody } from '../../schemas/auth.js'
 import { auditContext } from '../../plugins/app/audit/audit-service.js'
 
 const routes: FastifyPluginAsyncTypebox = async function (fastify) {
-  const { users, recovery, authenticate, requireRole } = fastify
+  const { users, recovery, mfa, authenticate, requireRole } = fastify
   fastify.addHook('onRequest', authenticate)
   fastify.addHook('onRequest', requireRole('admin'))
   const security = bearer
@@ -104,6 +104,25 @@ const routes: FastifyPluginAsyncTypebox = async function (fastify) {
     }
   }, async function (request, reply) {
     await users.clearLockout({ id: request.params.id }, auditContext(request))
+    return reply.code(204).send(null)
+  })
+
+  fastify.delete('/:id/mfa', {
+    schema: {
+      tags: ['admin'],
+      operationId: 'resetUserMfa',
+      summary: 'Remove a user\'s second factors (and recovery codes); every session of the user ends',
+      description: 'For a user who lost their authenticator and recovery codes: afterwards the password alone signs in, and the ' +
+        'user may enrol again. Audited as `mfa_reset`.',
+      security,
+      params: IdParams,
+      response: {
+        204: Type.Null({ description: 'Removed: the user\'s sessions have ended' }),
+        ...errors(400, 401, 403, [404, 'No such user, or the user has no second factor'], 503)
+      }
+    }
+  }, async function (request, reply) {
+    await mfa.reset(request.params.id, auditContext(request))
     return reply.code(204).send(null)
   })
 

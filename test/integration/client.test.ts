@@ -10,7 +10,8 @@ import t from 'tap'
 import ts from 'typescript'
 import openapiTS, { astToString } from 'openapi-typescript'
 import { build, context, PASSWORD } from '../helper.js'
-import { clientFlow, type Step } from './fixtures/client-flow.js'
+import { clientFlow, mfaFlow, type Step } from './fixtures/client-flow.js'
+import { base32Decode, hotp, totpStep } from '../../lib/totp.js'
 
 const here = dirname(fileURLToPath(import.meta.url))
 const root = dirname(dirname(here))
@@ -112,4 +113,33 @@ t.test('register → login → me → change-role → refresh → create a user 
   t.match(step('me after logout'), { status: 401, body: unauthorized })
   t.match(step('refresh after logout'), { status: 401, body: unauthorized })
   t.equal(steps.length, 19, 'every step ran')
+})
+
+t.test('register → enrol TOTP → login (403 AUTH_MFA_REQUIRED) → verify with a code, through the typed client', async (t) => {
+  // The authenticator app, on a clock of the test's own: each code is of the next step.
+  let clock = 1_800_000_000_000
+  app.mfa.now = () => clock
+  const totp = (secret: string) => {
+    clock += 30_000
+    return hotp(base32Decode(secret), totpStep(clock))
+  }
+  const user = { username: ctx.username('Mfa'), password: PASSWORD }
+  const steps = await mfaFlow(baseUrl, user, totp)
+  const step = (name: string): Step => steps.find((s) => s.step === name) ?? { step: name, status: 0, body: undefined, headers: {} }
+  const tokens = { access_token: String, token_type: 'Bearer', expires_in: 900, refresh_token: String }
+
+  t.match(step('login (password only)'), { status: 200, body: tokens })
+  t.match(step('start TOTP'), { status: 200, body: { secret: /^[A-Z2-7]{32}$/, otpauthUri: /^otpauth:\/\/totp\// }, headers: { 'cache-control': 'no-store' } })
+  t.match(step('confirm TOTP'), { status: 200, body: { recoveryCodes: Array } })
+  t.equal((step('confirm TOTP').body as { recoveryCodes: string[] }).recoveryCodes.length, 10)
+  t.match(step('login (second factor required)'), {
+    status: 403,
+    body: { statusCode: 403, error: 'Forbidden', code: 'AUTH_MFA_REQUIRED', mfa_token: String, methods: ['totp', 'recovery_code'] }
+  })
+  t.match(step('verify'), { status: 200, body: tokens, headers: { 'cache-control': 'no-store' } })
+  const access = (step('verify').body as { access_token: string }).access_token
+  t.strictSame(JSON.parse(Buffer.from(access.split('.')[1], 'base64url').toString()).amr, ['pwd', 'otp'])
+  t.equal(step('gateway check with amr=otp').status, 200)
+  t.match(step('gateway check with amr=otp, password only'), { status: 403, body: { code: 'AUTH_MFA_REQUIRED' } })
+  t.equal(steps.length, 7, 'every step ran')
 })

@@ -9,8 +9,11 @@ import { Ajv, type ValidateFunction } from 'ajv'
 import addFormatsModule from 'ajv-formats'
 import type { FastifyInstance, InjectOptions, LightMyRequestResponse } from 'fastify'
 import { ERROR_CODES } from '../../lib/errors.js'
+import { base32Decode, hotp, totpStep } from '../../lib/totp.js'
 import { bearer, build, context, login, PASSWORD, privateRedis, signUp } from '../helper.js'
 import { smtpServer, tokenOf } from '../support/smtp.js'
+import { create, get } from '../support/authenticator.js'
+import { MAX_CREDENTIALS } from '../../plugins/app/webauthn/webauthn-service.js'
 
 const addFormats = addFormatsModule.default
 
@@ -23,7 +26,11 @@ const CONTRACT = [
   'PATCH /users/{id}', 'DELETE /users/{id}', 'DELETE /users/{id}/lockout', 'GET /audit', 'GET /health', 'GET /ready',
   'GET /auth/verify', 'POST /clients', 'GET /clients', 'DELETE /clients/{id}', 'POST /clients/{id}/secret',
   'POST /oauth/introspect', 'POST /oauth/revoke', 'POST /auth/password/forgot', 'POST /auth/password/reset',
-  'POST /auth/email/verify', 'PATCH /auth/me', 'POST /users', 'POST /users/{id}/password', 'DELETE /auth/me'
+  'POST /auth/email/verify', 'PATCH /auth/me', 'POST /users', 'POST /users/{id}/password', 'DELETE /auth/me',
+  'POST /auth/mfa/totp', 'POST /auth/mfa/totp/confirm', 'DELETE /auth/mfa/totp', 'POST /auth/mfa/recovery-codes',
+  'POST /auth/mfa/verify', 'DELETE /users/{id}/mfa',
+  'POST /auth/webauthn/register/options', 'POST /auth/webauthn/register/verify', 'POST /auth/webauthn/login/options',
+  'POST /auth/webauthn/login/verify', 'GET /auth/webauthn/credentials', 'DELETE /auth/webauthn/credentials/{id}'
 ]
 // Responses whose meaning is their status and headers, without a body: the gateway check.
 const HEADERS_ONLY = ['GET /auth/verify 200']
@@ -226,7 +233,10 @@ t.test('security schemes: bearer JWT, the OAuth 2.0 password grant at /auth/logi
     'GET /auth/sessions', 'DELETE /auth/sessions/{id}', 'POST /auth/change-password', 'GET /users',
     'GET /users/{id}', 'PATCH /users/{id}', 'DELETE /users/{id}', 'DELETE /users/{id}/lockout', 'GET /audit', 'GET /auth/verify',
     'POST /clients', 'GET /clients', 'PATCH /clients/{id}', 'DELETE /clients/{id}', 'POST /clients/{id}/secret',
-    'POST /users', 'POST /users/{id}/password', 'DELETE /auth/me']
+    'POST /users', 'POST /users/{id}/password', 'DELETE /auth/me',
+    'POST /auth/mfa/totp', 'POST /auth/mfa/totp/confirm', 'DELETE /auth/mfa/totp', 'POST /auth/mfa/recovery-codes', 'DELETE /users/{id}/mfa',
+    'POST /auth/webauthn/register/options', 'POST /auth/webauthn/register/verify', 'GET /auth/webauthn/credentials',
+    'DELETE /auth/webauthn/credentials/{id}']
   // Registered clients (other services) authenticate with HTTP Basic.
   const byClient = ['POST /oauth/introspect', 'POST /ssf/streams', 'GET /ssf/streams', 'PATCH /ssf/streams', 'PUT /ssf/streams',
     'DELETE /ssf/streams', 'GET /ssf/streams/status', 'POST /ssf/streams/status', 'POST /ssf/streams/verify', 'POST /ssf/poll/{streamId}']
@@ -668,6 +678,125 @@ t.test('every response of every route matches the document', async (t) => {
     await limited.inject({ method: 'POST', url: '/auth/password/reset', payload: { token: 'not-a-token', newPassword: 'a recovered passphrase' } })
     await limited.inject({ method: 'POST', url: '/auth/email/verify', payload: { token: 'not-a-token' } })
     await limited.inject({ method: 'PATCH', url: '/auth/me', headers: bearer(heidi.access), payload: {} })
+  }
+
+  // Second factors, on a clock of the test's own (a code is accepted once: each step is
+  // used once). Enrol: 200, 401, 409; confirm: 200, 400 (a wrong code too), 401, 404, 409,
+  // 413, 415; login: 403 (JSON and the form); verify: 200, 400, 401, 413, 415, 429;
+  // /auth/verify?amr=otp: 403
+  let clock = 1_800_000_000_000
+  app.mfa.now = () => clock
+  limited.mfa.now = () => clock
+  const totp = (secret: Buffer) => { clock += 30_000; return hotp(secret, totpStep(clock)) }
+  const kim = await signUp(app, ctx, { label: 'kim' })
+  const asKim = bearer(kim.access)
+  await send('POST', '/auth/mfa/totp/confirm', { headers: asKim, payload: { code: '123456' } })
+  const kimSecret = base32Decode((await send('POST', '/auth/mfa/totp', { headers: asKim })).json().secret)
+  await send('POST', '/auth/mfa/totp')
+  await send('POST', '/auth/mfa/totp/confirm', { headers: asKim, payload: { code: 'abc' } })
+  await send('POST', '/auth/mfa/totp/confirm', { headers: asKim, payload: { code: hotp(kimSecret, totpStep(clock) + 5) } })
+  await send('POST', '/auth/mfa/totp/confirm', { headers: asKim, payload: { code: 'x'.repeat(20_000) } })
+  await send('POST', '/auth/mfa/totp/confirm', { headers: { ...asKim, ...text }, payload: 'hello' })
+  await send('POST', '/auth/mfa/totp/confirm', { payload: { code: '123456' } })
+  await send('POST', '/auth/mfa/totp/confirm', { headers: asKim, payload: { code: totp(kimSecret) } })
+  await send('POST', '/auth/mfa/totp/confirm', { headers: asKim, payload: { code: totp(kimSecret) } })
+  await send('POST', '/auth/mfa/totp', { headers: asKim })
+  // (This app locks a client out after 3 failures: the password step, a wrong code and the
+  // right one make 3, and the right one ends the run.)
+  const kimLogin = await send('POST', '/auth/login', { payload: { username: kim.username, password: PASSWORD } })
+  const kimToken = kimLogin.json().mfa_token
+  await send('POST', '/auth/mfa/verify', { payload: { mfa_token: kimToken, code: '12345x' } })
+  await send('POST', '/auth/mfa/verify', { payload: { mfa_token: kimToken } })
+  await send('POST', '/auth/mfa/verify', { payload: { mfa_token: 'x'.repeat(20_000), code: '123456' } })
+  await send('POST', '/auth/mfa/verify', { headers: text, payload: 'hello' })
+  await send('POST', '/auth/mfa/verify', { payload: { mfa_token: kimToken, code: hotp(kimSecret, totpStep(clock) + 5) } })
+  const kimSignedIn = (await send('POST', '/auth/mfa/verify', { payload: { mfa_token: kimToken, code: totp(kimSecret) } })).json()
+  for (let i = 0; i < 2; i++) {
+    await limited.inject({ method: 'POST', url: '/auth/mfa/verify', payload: { mfa_token: kimToken, code: '123456' } })
+  }
+  await send('POST', '/auth/login', {
+    headers: { 'content-type': 'application/x-www-form-urlencoded' },
+    payload: `grant_type=password&username=${kim.username}&password=${encodeURIComponent(PASSWORD)}`
+  })
+  await send('GET', '/auth/verify?amr=otp', { headers: asKim })
+  await send('GET', '/auth/verify?amr=otp', { headers: bearer(kimSignedIn.access_token) })
+  // recovery codes: 200, 400, 401, 403, 409, 413, 415, 429; remove: 204, 400, 401, 403, 404, 413, 415, 429
+  const asKimMfa = bearer(kimSignedIn.access_token)
+  await send('POST', '/auth/mfa/recovery-codes', { headers: asKimMfa, payload: { password: PASSWORD } })
+  await send('POST', '/auth/mfa/recovery-codes', { headers: asKimMfa, payload: { password: 'wrong password' } })
+  await send('POST', '/auth/mfa/recovery-codes', { headers: asKimMfa, payload: { password: 12345678 } })
+  await send('POST', '/auth/mfa/recovery-codes', { headers: asKimMfa, payload: { password: 'x'.repeat(20_000) } })
+  await send('POST', '/auth/mfa/recovery-codes', { headers: { ...asKimMfa, ...text }, payload: 'hello' })
+  await send('POST', '/auth/mfa/recovery-codes', { payload: { password: PASSWORD } })
+  await send('DELETE', '/auth/mfa/totp', { headers: asKimMfa, payload: { password: 'wrong password' } })
+  await send('DELETE', '/auth/mfa/totp', { headers: asKimMfa, payload: {} })
+  await send('DELETE', '/auth/mfa/totp', { headers: asKimMfa, payload: { password: 'x'.repeat(20_000) } })
+  await send('DELETE', '/auth/mfa/totp', { headers: { ...asKimMfa, ...text }, payload: 'hello' })
+  await send('DELETE', '/auth/mfa/totp', { payload: { password: PASSWORD } })
+  for (let i = 0; i < 2; i++) {
+    await limited.inject({ method: 'POST', url: '/auth/mfa/recovery-codes', headers: asKimMfa, payload: { password: 'wrong password' } })
+    await limited.inject({ method: 'DELETE', url: '/auth/mfa/totp', headers: asKimMfa, payload: { password: 'wrong password' } })
+  }
+  await send('DELETE', '/auth/mfa/totp', { headers: asKimMfa, payload: { password: PASSWORD } })
+  await send('DELETE', '/auth/mfa/totp', { headers: asKimMfa, payload: { password: PASSWORD } })
+  await send('POST', '/auth/mfa/recovery-codes', { headers: asKimMfa, payload: { password: PASSWORD } })
+  // admin removal: 204, 400, 401, 403, 404
+  const lee = await signUp(app, ctx, { label: 'lee' })
+  const leeSecret = base32Decode((await send('POST', '/auth/mfa/totp', { headers: bearer(lee.access) })).json().secret)
+  await send('POST', '/auth/mfa/totp/confirm', { headers: bearer(lee.access), payload: { code: totp(leeSecret) } })
+  await send('DELETE', `/users/${lee.id}/mfa`, { headers: asKimMfa })
+  await send('DELETE', `/users/${lee.id}/mfa`)
+  await send('DELETE', '/users/not-a-uuid/mfa', { headers: asAdmin })
+  await send('DELETE', `/users/${lee.id}/mfa`, { headers: asAdmin })
+  await send('DELETE', `/users/${lee.id}/mfa`, { headers: asAdmin })
+
+  // passkeys: register options 200, 400, 401, 403 (wrong password), 409 (as many as allowed), 413, 415, 429;
+  // verify 201, 400 (AUTH_PASSKEY_REJECTED), 401, 409 (registered already), 413, 415, 429;
+  // sign-in options 200, 400, 401, 413, 415, 429; verify 200, 400, 401, 413, 415, 429;
+  // list 200, 401; delete 204, 400, 401, 404
+  const origin = 'http://localhost:3000'
+  const ivy = await signUp(app, ctx, { label: 'ivy' })
+  const asIvy = bearer(ivy.access)
+  const webauthn = (path: string) => `/auth/webauthn${path}`
+  const options = (await send('POST', webauthn('/register/options'), { headers: asIvy, payload: { password: PASSWORD, name: 'Laptop' } })).json()
+  const passkey = create(options, { origin })
+  await send('POST', webauthn('/register/options'), { headers: asIvy, payload: { password: PASSWORD, name: 12 } })
+  await send('POST', webauthn('/register/options'), { headers: asIvy, payload: { password: 'wrong password' } })
+  await send('POST', webauthn('/register/options'), { payload: { password: PASSWORD } })
+  await send('POST', webauthn('/register/options'), { headers: asIvy, payload: { name: 'x'.repeat(20_000) } })
+  await send('POST', webauthn('/register/options'), { headers: { ...asIvy, ...text }, payload: 'hello' })
+  await send('POST', webauthn('/register/verify'), { headers: asIvy, payload: passkey.json })
+  await send('POST', webauthn('/register/verify'), { headers: asIvy, payload: create((await send('POST', webauthn('/register/options'), { headers: asIvy, payload: { password: PASSWORD } })).json(), { origin: 'https://evil.example' }).json })
+  const again = (await send('POST', webauthn('/register/options'), { headers: asIvy, payload: { password: PASSWORD } })).json()
+  const copy = { ...passkey.json, response: { ...passkey.json.response, clientDataJSON: Buffer.from(JSON.stringify({ type: 'webauthn.create', challenge: again.challenge, origin, crossOrigin: false })).toString('base64url') } }
+  await send('POST', webauthn('/register/verify'), { headers: asIvy, payload: copy })
+  await send('POST', webauthn('/register/verify'), { headers: asIvy, payload: { id: 12 } })
+  await send('POST', webauthn('/register/verify'), { payload: passkey.json })
+  await send('POST', webauthn('/register/verify'), { headers: asIvy, payload: { ...passkey.json, id: 'x'.repeat(20_000) } })
+  await send('POST', webauthn('/register/verify'), { headers: { ...asIvy, ...text }, payload: 'hello' })
+  const full = await signUp(app, ctx, { label: 'full' })
+  await app.db.query(`INSERT INTO webauthn_credentials (user_id, credential_id, public_key, backup_eligible, name)
+    SELECT $1, decode(md5(random()::text || g::text), 'hex'), '\\x00', false, 'Key' FROM generate_series(1, $2) g`, [full.id, MAX_CREDENTIALS])
+  await send('POST', webauthn('/register/options'), { headers: bearer(full.access), payload: { password: PASSWORD } })
+  const request = (await send('POST', webauthn('/login/options'), { payload: {} })).json()
+  await send('POST', webauthn('/login/options'), { payload: { mfa_token: 12 } })
+  await send('POST', webauthn('/login/options'), { payload: { mfa_token: 'not a token' } })
+  await send('POST', webauthn('/login/options'), { payload: { mfa_token: 'x'.repeat(20_000) } })
+  await send('POST', webauthn('/login/options'), { headers: text, payload: 'hello' })
+  const assertion = get(passkey.credential, request, { origin })
+  await send('POST', webauthn('/login/verify'), { payload: assertion })
+  await send('POST', webauthn('/login/verify'), { payload: assertion })
+  await send('POST', webauthn('/login/verify'), { payload: { ...assertion, type: 'password' } })
+  await send('POST', webauthn('/login/verify'), { payload: { ...assertion, id: 'x'.repeat(20_000) } })
+  await send('POST', webauthn('/login/verify'), { headers: text, payload: 'hello' })
+  const passkeys = (await send('GET', webauthn('/credentials'), { headers: asIvy })).json()
+  await send('GET', webauthn('/credentials'))
+  await send('DELETE', webauthn(`/credentials/${nobody}`), { headers: asIvy })
+  await send('DELETE', webauthn('/credentials/not-a-uuid'), { headers: asIvy })
+  await send('DELETE', webauthn(`/credentials/${passkeys[0].id}`))
+  await send('DELETE', webauthn(`/credentials/${passkeys[0].id}`), { headers: asIvy })
+  for (const path of ['/register/options', '/register/verify', '/login/options', '/login/verify']) {
+    for (let i = 0; i < 2; i++) await limited.inject({ method: 'POST', url: webauthn(path), headers: asIvy, payload: {} })
   }
 
   // Whatever else the document lists (GET /metrics, the rest of /ssf): once, signed in as admin.

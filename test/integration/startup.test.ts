@@ -134,6 +134,7 @@ t.test('NODE_ENV=production never falls back: it needs DATABASE_URL and REDIS_UR
   const production = {
     NODE_ENV: 'production',
     JWT_SECRET: 'q2n3W8k+f1Zc0yR7uD9pLx4bT6mH5sJvA2eG8iKoNw1QzXc3VbUy7tRe4WsPqLm0',
+    MFA_ENCRYPTION_KEY: 'm3Qb7Zp1xV9cR2tL8wN5yK4hJ6dF0sGaE1uI3oP7qT0=',
     AUTH_SERVICE_TEST_DEFAULT_DATABASE_URL: `postgres://postgres:postgres@127.0.0.1:${closed}/auth`,
     AUTH_SERVICE_TEST_DEFAULT_REDIS_URL: `redis://127.0.0.1:${closed}`
   }

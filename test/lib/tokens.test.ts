@@ -8,7 +8,7 @@ import { createTokens, TokenError, type TokenOptions } from '../../lib/tokens.js
 
 const SECRET = 'unit-test-secret-0123456789-abcdefghijklmnopqrstuvwxyz'
 const base: TokenOptions = { secret: SECRET, issuer: 'auth-test', audience: 'api-test', accessTtl: 900 }
-const input = { sub: randomUUID(), username: 'alice', role: 'user' as const, sid: randomUUID(), sca: Date.now() * 1000 }
+const input = { sub: randomUUID(), username: 'alice', role: 'user' as const, sid: randomUUID(), sca: Date.now() * 1000, amr: ['pwd', 'otp'] }
 
 const b64 = (v: object | string) => Buffer.from(typeof v === 'string' ? v : JSON.stringify(v)).toString('base64url')
 const decode = (part: string) => JSON.parse(Buffer.from(part, 'base64url').toString())
@@ -58,6 +58,7 @@ t.test('signAccess issues an HS256 JWT with the claims, iss, aud and lifetime', 
   const [header, payload] = token.split('.').map((p, i) => i < 2 ? decode(p) : p)
   t.strictSame(header, { alg: 'HS256', typ: 'JWT' })
   t.match(payload, { sub: input.sub, preferred_username: 'alice', role: 'user', sid: input.sid, sca: input.sca, iss: 'auth-test', aud: 'api-test', jti: String })
+  t.strictSame(payload.amr, ['pwd', 'otp'], 'amr (RFC 8176): how the session\'s login was authenticated')
   t.equal(payload.exp - payload.iat, 900)
   t.not(decode(tokens.signAccess(input).split('.')[1]).jti, payload.jti, 'a fresh jti per token')
   t.equal(tokens.accessTtl, 900)
@@ -136,10 +137,15 @@ t.test('the claims must have the shape the service relies on', async (t) => {
     ['sca a fraction', claims({ sca: 1.5 })],
     ['sca beyond a safe integer', claims({ sca: 2 ** 60 })],
     ['role root', claims({ role: 'root' })],
-    ['role in capitals', claims({ role: 'ADMIN' })]
+    ['role in capitals', claims({ role: 'ADMIN' })],
+    // A string would pass amr.includes('otp') by its substrings.
+    ['amr a string', claims({ amr: 'pwd otp' })],
+    ['amr with a number', claims({ amr: ['pwd', 1] })],
+    ['amr of absurd length', claims({ amr: Array.from({ length: 20 }, () => 'otp') })]
   ]
   for (const [label, c] of cases) refuses(t, verifyBearer, `Bearer ${hs({ alg: 'HS256' }, c)}`, label)
   t.match(verifyBearer(`Bearer ${hs({ alg: 'HS256' }, claims({ role: 'admin' }))}`), { role: 'admin' }, 'admin is a role')
+  t.equal(verifyBearer(`Bearer ${hs({ alg: 'HS256' }, claims())}`).amr, undefined, 'a token without amr (issued before second factors) verifies')
 })
 
 for (const type of ['ed25519', 'ec'] as const) {

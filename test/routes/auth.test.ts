@@ -1,5 +1,5 @@
 import t from 'tap'
-import { bearer, build, context, login, me, PASSWORD, signUp } from '../helper.js'
+import { bearer, build, context, holdNext, login, me, PASSWORD, signUp } from '../helper.js'
 
 const ctx = await context(t)
 const app = await build(t, ctx)
@@ -151,19 +151,7 @@ t.test('login', async (t) => {
 t.test('a login that checked the old password gets no session once the password has changed', async (t) => {
   const user = await signUp(app, ctx)
   // Hold the login between its password check and the statement that creates its session.
-  const repository = app.sessions.repository
-  const create = repository.create
-  let reached!: () => void
-  const atCreate = new Promise<void>((resolve) => { reached = resolve })
-  let release!: () => void
-  const gate = new Promise<void>((resolve) => { release = resolve })
-  repository.create = async function (...args) {
-    repository.create = create // only this login is held
-    reached()
-    await gate
-    return await create.apply(this, args)
-  }
-  t.teardown(() => { repository.create = create })
+  const { reached: atCreate, release } = holdNext(t, app.sessions.repository, 'create')
 
   const inFlight = app.inject({ method: 'POST', url: '/auth/login', payload: { username: user.username, password: PASSWORD } })
   await atCreate

@@ -71,6 +71,7 @@ t.test('a live access token: active, with its claims', async (t) => {
     iss: 'auth-service',
     aud: 'auth-service',
     jti: claims.jti,
+    amr: ['pwd'],
     client_id: 'auth-service'
   })
   // The hint orders nothing: a wrong or unknown one finds the token all the same.
@@ -89,6 +90,7 @@ t.test('a live refresh token: active until it is used, its session ends, or its 
   const body = res.json()
   const sid = claimsOf(user.access).sid
   t.match(body, { active: true, sub: user.id, username: user.username, role: 'user', sid, token_type: 'refresh_token', iss: 'auth-service', aud: 'auth-service', client_id: 'auth-service', jti: /^[A-Za-z0-9_-]{43}$/ })
+  t.strictSame(body.amr, ['pwd'], 'the session\'s amr')
   t.ok(body.exp - body.iat >= 2592000 - 5 && body.exp - body.iat <= 2592000 + 5, 'exp is the refresh token\'s (30 days by default)')
   t.ok(Math.abs(body.iat - Date.now() / 1000) < 60)
   t.match((await introspect(user.refresh, asClient, 'access_token')).json(), { active: true }, 'a wrong hint finds it anyway')

@@ -2,7 +2,8 @@
 // a 5xx, and the service is healthy afterwards.
 import t from 'tap'
 import fc from 'fast-check'
-import { build, context, signUp } from '../helper.js'
+import { bearer, build, context, signUp } from '../helper.js'
+import { base32Decode, totpCode } from '../../lib/totp.js'
 
 // A database of its own: generated registrations and failed logins carry no test tag
 // ("admin", "__proto__", "' OR 1=1 --"), so everything goes with the database at the end.
@@ -20,7 +21,11 @@ const routes: Array<[string, string]> = [
   ['DELETE', '/auth/sessions/:id'], ['POST', '/auth/change-password'], ['GET', '/users'],
   ['GET', '/users/:id'], ['PATCH', '/users/:id'], ['DELETE', '/users/:id'], ['GET', '/audit'],
   ['GET', '/health'], ['GET', '/ready'], ['POST', '/auth/password/forgot'], ['POST', '/auth/password/reset'],
-  ['POST', '/auth/email/verify'], ['PATCH', '/auth/me']
+  ['POST', '/auth/email/verify'], ['PATCH', '/auth/me'],
+  ['GET', '/health'], ['GET', '/ready'], ['POST', '/auth/mfa/totp'], ['POST', '/auth/mfa/totp/confirm'],
+  ['DELETE', '/auth/mfa/totp'], ['POST', '/auth/mfa/recovery-codes'], ['POST', '/auth/mfa/verify'], ['DELETE', '/users/:id/mfa'],
+  ['POST', '/auth/webauthn/register/options'], ['POST', '/auth/webauthn/register/verify'], ['POST', '/auth/webauthn/login/options'],
+  ['POST', '/auth/webauthn/login/verify'], ['GET', '/auth/webauthn/credentials'], ['DELETE', '/auth/webauthn/credentials/:id']
 ]
 
 const hostileString = fc.oneof(
@@ -33,7 +38,9 @@ const jsonValue = fc.letrec((tie) => ({
   value: fc.oneof({ depthSize: 'small' }, hostileString, fc.integer(), fc.double(), fc.boolean(), fc.constant(null),
     fc.array(tie('value'), { maxLength: 3 }), tie('object')),
   object: fc.dictionary(fc.oneof(hostileString, fc.constantFrom('username', 'password', 'role', 'disabled', 'refresh_token',
-    'currentPassword', 'newPassword', 'email', 'token', '__proto__', 'constructor', 'prototype')), tie('value'), { maxKeys: 5 })
+    'currentPassword', 'newPassword', 'email', 'token', '__proto__', 'constructor', 'prototype', 'id', 'rawId', 'type', 'response',
+    'clientDataJSON', 'attestationObject', 'authenticatorData', 'signature', 'userHandle', 'clientExtensionResults',
+    'mfa_token', 'name')), tie('value'), { maxKeys: 5 })
 })).value
 
 const authorization = fc.oneof(
@@ -75,6 +82,14 @@ t.test('no route answers 5xx to generated input', async (t) => {
   t.strictSame(failures, [])
 })
 
+/** A login of a user with TOTP, waiting for its second factor: what /auth/mfa/verify takes. */
+async function mfaToken (): Promise<string> {
+  const holder = await signUp(app, ctx)
+  const secret = base32Decode((await app.inject({ method: 'POST', url: '/auth/mfa/totp', headers: bearer(holder.access) })).json().secret)
+  await app.inject({ method: 'POST', url: '/auth/mfa/totp/confirm', headers: bearer(holder.access), payload: { code: totpCode(secret, Date.now()) } })
+  return (await app.inject({ method: 'POST', url: '/auth/login', payload: { username: holder.username, password: holder.password } })).json().mfa_token
+}
+
 t.test('valid bodies with one field replaced by hostile input never get a 5xx', async (t) => {
   // Mutation-based: starting from a body that passes validation, so the hostile value
   // reaches the handler and the database (a NUL byte in a login username once did).
@@ -90,7 +105,21 @@ t.test('valid bodies with one field replaced by hostile input never get a 5xx', 
     ['POST', '/auth/password/forgot', { email: 'victim@example.com' }, undefined],
     ['POST', '/auth/password/reset', { token: 'x'.repeat(43), newPassword: 'another password' }, undefined],
     ['POST', '/auth/email/verify', { token: 'x'.repeat(43) }, undefined],
-    ['PATCH', '/auth/me', { email: `${victim.username}@example.com` }, victim.access]
+    ['PATCH', '/auth/me', { email: `${victim.username}@example.com` }, victim.access],
+    ['POST', '/auth/mfa/verify', { mfa_token: await mfaToken(), code: '000000' }, undefined],
+    ['POST', '/auth/mfa/verify', { mfa_token: await mfaToken(), recovery_code: 'abcd-efgh-ijkl-mnop' }, undefined],
+    ['POST', '/auth/mfa/totp/confirm', { code: '123456' }, victim.access],
+    ['DELETE', '/auth/mfa/totp', { password: 'wrong password!' }, victim.access],
+    ['POST', '/auth/mfa/recovery-codes', { password: 'wrong password!' }, victim.access],
+    ['POST', '/auth/webauthn/register/options', { password: 'correct horse battery', name: 'Laptop' }, victim.access],
+    ['POST', '/auth/webauthn/login/options', { mfa_token: 'x' }, undefined],
+    ['POST', '/auth/webauthn/login/verify', {
+      id: 'AAAA',
+      rawId: 'AAAA',
+      type: 'public-key',
+      clientExtensionResults: {},
+      response: { clientDataJSON: Buffer.from('{"challenge":"AAAA"}').toString('base64url'), authenticatorData: 'AAAA', signature: 'AAAA' }
+    }, undefined]
   ]
   const hostile = fc.oneof(hostileString, fc.string({ unit: 'binary', maxLength: 64 }), fc.integer(), fc.boolean(),
     fc.constant(null), fc.array(hostileString, { maxLength: 2 }), fc.dictionary(hostileString, hostileString, { maxKeys: 2 }))

@@ -125,7 +125,10 @@ t.test('every response that carries user data is Cache-Control: no-store', async
     ['patch user', await app.inject({ method: 'PATCH', url: `/users/${user.id}`, headers: asAdmin, payload: { disabled: false } })],
     ['change-role', await app.inject({ method: 'POST', url: '/auth/change-role', headers: asAdmin, payload: { username: user.username, role: 'user' } })],
     ['audit', await app.inject({ url: `/audit?userId=${user.id}`, headers: asAdmin })],
-    ['delete session', await app.inject({ method: 'DELETE', url: `/auth/sessions/${sid}`, headers: bearer(other.access) })]
+    ['delete session', await app.inject({ method: 'DELETE', url: `/auth/sessions/${sid}`, headers: bearer(other.access) })],
+    ['passkeys', await app.inject({ url: '/auth/webauthn/credentials', headers: bearer(other.access) })],
+    ['passkey registration options', await app.inject({ method: 'POST', url: '/auth/webauthn/register/options', headers: bearer(other.access), payload: { password: PASSWORD } })],
+    ['passkey sign-in options', await app.inject({ method: 'POST', url: '/auth/webauthn/login/options', payload: {} })]
   ]
   for (const [name, res] of responses) {
     t.ok(res.statusCode < 300, `${name}: ${res.statusCode}`)

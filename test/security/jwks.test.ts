@@ -1,7 +1,7 @@
 // Asymmetric signing (EdDSA, ES256), the JWKS endpoint, and key rotation without
 // signing anyone out.
 import t from 'tap'
-import { createHmac, createPublicKey, generateKeyPairSync, verify as cryptoVerify } from 'node:crypto'
+import { createHmac, createPublicKey, generateKeyPairSync, randomBytes, verify as cryptoVerify } from 'node:crypto'
 import { build, context, login, me, signUp } from '../helper.js'
 import { loadConfig } from '../../plugins/external/config.js'
 
@@ -86,5 +86,5 @@ t.test('bad key configuration stops start-up with one line', async (t) => {
   t.throws(() => loadConfig({ JWT_PRIVATE_KEY: pair('ed25519').private, JWT_SECRET: 'x'.repeat(40) }), /not both/)
   t.throws(() => loadConfig({ JWT_PUBLIC_KEY: pair('ed25519').public }), /JWT_PUBLIC_KEY needs JWT_PRIVATE_KEY/)
   t.throws(() => loadConfig({ JWT_PRIVATE_KEY: pair('ed25519').private, JWT_PUBLIC_KEY: 'junk' }), /JWT_PUBLIC_KEY holds no PEM/)
-  t.ok(loadConfig({ NODE_ENV: 'production', JWT_PRIVATE_KEY: pair('ed25519').private }).signingKeys, 'a private key is enough in production')
+  t.ok(loadConfig({ NODE_ENV: 'production', JWT_PRIVATE_KEY: pair('ed25519').private, MFA_ENCRYPTION_KEY: randomBytes(32).toString('base64') }).signingKeys, 'a private key is enough in production')
 })

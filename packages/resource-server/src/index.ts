@@ -1,8 +1,8 @@
 // A Fastify plugin for services that accept the auth service's access tokens. Provides
-// `fastify.authenticate` (an onRequest hook), `fastify.requireRole(role)` and
-// `request.user`. A token is verified locally (the HS256 secret, or the issuer's JWKS),
-// then its revocation state is read with the one Redis command the auth service itself
-// uses, decided by the same code (./protocol.ts); when Redis cannot say (a miss, Redis
+// `fastify.authenticate` (an onRequest hook), `fastify.requireRole(role)`,
+// `fastify.requireMfa` and `request.user`. A token is verified locally (the HS256
+// secret, or the issuer's JWKS), then its revocation state is read with the one Redis
+// command the auth service itself uses, decided by the same code (./protocol.ts); when Redis cannot say (a miss, Redis
 // unreachable, a protocol version it does not speak), the auth service is asked by token
 // introspection; when neither can be asked, the request is refused with 503.
 import fp from 'fastify-plugin'
@@ -12,11 +12,12 @@ import type {
   onRequestAsyncHookHandler, onRequestHookHandler
 } from 'fastify'
 import { checkFields, decide, PROTOCOL_KEY, PROTOCOL_VERSION, userKey, type CacheDecision } from './protocol.js'
-import { createAccessTokenVerifier, TokenError, UnknownKeyError, type AccessClaims, type Role } from './tokens.js'
+import { createAccessTokenVerifier, hasSecondFactor, TokenError, UnknownKeyError, type AccessClaims, type Role } from './tokens.js'
 import { JwksKeys } from './jwks.js'
 import { createIntrospector, type Introspect } from './introspection.js'
 
 export type { AccessClaims, Role } from './tokens.js'
+export { hasSecondFactor, SECOND_FACTORS } from './tokens.js'
 export type { CacheDecision } from './protocol.js'
 export { PROTOCOL_KEY, PROTOCOL_VERSION } from './protocol.js'
 
@@ -64,6 +65,12 @@ export interface ResourceServerOptions {
   jwksMaxAgeMs?: number
   /** The realm of the `WWW-Authenticate` challenges (default `api`). */
   realm?: string
+  /**
+   * Every token `authenticate` admits must come from a login with a second factor (its
+   * `amr` names a TOTP/recovery code or a passkey: hasSecondFactor()); others get 403
+   * `AUTH_MFA_REQUIRED`. Default false: use the `requireMfa` hook on the routes that need it.
+   */
+  requireMfa?: boolean
 }
 
 /** Counters of what the checks did, for tests and metrics. */
@@ -88,6 +95,8 @@ declare module 'fastify' {
   interface FastifyInstance {
     authenticate: onRequestHookHandler
     requireRole: (role: Role) => onRequestAsyncHookHandler
+    /** After `authenticate`: 403 `AUTH_MFA_REQUIRED` unless the token's login had a second factor. */
+    requireMfa: onRequestAsyncHookHandler
     resourceServer: ResourceServer
   }
   interface FastifyRequest {
@@ -274,6 +283,11 @@ async function resourceServer (fastify: FastifyInstance, opts: ResourceServerOpt
     return new ResourceServerError(401, code, message)
   }
 
+  // The auth service's own code for it: sign in again, with the second factor.
+  function secondFactorRequired (): ResourceServerError {
+    return new ResourceServerError(403, 'AUTH_MFA_REQUIRED', 'Requires a sign-in with a second factor')
+  }
+
   function unavailable (reply: FastifyReply): ResourceServerError {
     stats.unavailable++
     reply.header('retry-after', '1')
@@ -307,6 +321,8 @@ async function resourceServer (fastify: FastifyInstance, opts: ResourceServerOpt
   function finish (request: FastifyRequest, reply: FastifyReply, done: HookHandlerDoneFunction, token: string, claims: AccessClaims): void {
     isLive(token, claims).then((live) => {
       if (!live) return done(refuse(reply, 'AUTH_INVALID_TOKEN', 'Access token has been revoked'))
+      // After the revocation check: a revoked token is a 401 whatever its login was.
+      if (opts.requireMfa === true && !hasSecondFactor(claims)) return done(secondFactorRequired())
       request.user = claims
       done()
     }, (err: unknown) => {
@@ -359,6 +375,9 @@ async function resourceServer (fastify: FastifyInstance, opts: ResourceServerOpt
       // The role in a live token is current: the auth service revokes tokens on a role change.
       if (request.user?.role !== role) throw new ResourceServerError(403, 'AUTH_FORBIDDEN', `Requires role ${role}`)
     }
+  })
+  fastify.decorate('requireMfa', async function requireMfa (request: FastifyRequest) {
+    if (request.user === null || !hasSecondFactor(request.user)) throw secondFactorRequired()
   })
   fastify.decorate('resourceServer', {
     stats,

@@ -13,6 +13,12 @@ export interface AccessClaims {
   sid: string
   /** The session's creation time, µs since the epoch, from the database clock. */
   sca: number
+  /**
+   * How the session's login was authenticated (RFC 8176): `pwd`, then `otp` (a TOTP or
+   * recovery code), `hwk`/`swk` (a passkey). Absent from tokens issued before the service
+   * had second factors: read it as a password login.
+   */
+  amr?: string[]
   jti: string
   iat: number
   exp: number
@@ -91,7 +97,17 @@ function wellFormed (claims: AccessClaims): boolean {
   return typeof claims.sub === 'string' && UUID.test(claims.sub) &&
     typeof claims.sid === 'string' && UUID.test(claims.sid) &&
     Number.isSafeInteger(claims.sca) &&
-    (claims.role === 'user' || claims.role === 'admin')
+    (claims.role === 'user' || claims.role === 'admin') &&
+    // A string `amr` would pass an includes() check by its substrings.
+    (claims.amr === undefined || (Array.isArray(claims.amr) && claims.amr.length <= 8 && claims.amr.every((m) => typeof m === 'string')))
+}
+
+/** RFC 8176 values that prove a factor beyond the password: a one-time code, a passkey. */
+export const SECOND_FACTORS = ['otp', 'hwk', 'swk', 'mfa'] as const
+
+/** Whether the token's login used a second factor (`amr` names one of SECOND_FACTORS). */
+export function hasSecondFactor (claims: Pick<AccessClaims, 'amr'>): boolean {
+  return claims.amr?.some((m) => (SECOND_FACTORS as readonly string[]).includes(m)) ?? false
 }
 
 export function createAccessTokenVerifier (opts: VerifierOptions): AccessTokenVerifier {

@@ -165,6 +165,32 @@ t.test('requireRole', async (t) => {
   t.equal((await get(undefined, '/admin')).statusCode, 401, 'authentication first')
 })
 
+t.test('requireMfa: the hook per route, and the option for every route', async (t) => {
+  const who = identity()
+  await writer.live(who)
+  const password = hs256(who, { amr: ['pwd'] })
+  const otp = hs256(who, { amr: ['pwd', 'otp'] })
+  const legacy = hs256(who)
+  const refused = await get(password, '/secure')
+  t.equal(refused.statusCode, 403, 'a password-only sign-in is refused')
+  t.match(refused.json(), { statusCode: 403, code: 'AUTH_MFA_REQUIRED', message: 'Requires a sign-in with a second factor' })
+  t.equal((await get(legacy, '/secure')).statusCode, 403, 'a token without amr counts as password-only')
+  t.equal((await get(otp, '/secure')).statusCode, 200, 'a TOTP sign-in passes')
+  t.equal((await get(hs256(who, { amr: ['hwk'] }), '/secure')).statusCode, 200, 'a passkey sign-in passes')
+  t.equal((await get(hs256(who, { amr: 'pwd otp' }), '/secure')).statusCode, 401, 'an amr that is not a list is no token at all')
+  t.equal((await get(password, '/me')).statusCode, 200, 'routes without the hook take any sign-in')
+  t.equal((await get(undefined, '/secure')).statusCode, 401, 'authentication first')
+
+  const strict = await downstream(t, { authUrl: auth.url, secret: SECRET, redis, keyPrefix: writer.prefix, requireMfa: true })
+  const viaOption = await strict.inject({ method: 'GET', url: '/me', headers: { authorization: `Bearer ${password}` } })
+  t.equal(viaOption.statusCode, 403, 'with the option, every route asks for a second factor')
+  t.equal(viaOption.json().code, 'AUTH_MFA_REQUIRED')
+  t.equal((await strict.inject({ method: 'GET', url: '/me', headers: { authorization: `Bearer ${otp}` } })).statusCode, 200)
+  await writer.dead(who)
+  t.equal((await strict.inject({ method: 'GET', url: '/me', headers: { authorization: `Bearer ${password}` } })).statusCode, 401,
+    'a revoked token is a 401 whatever its login was')
+})
+
 t.test('options are checked at registration', async (t) => {
   const Fastify = (await import('fastify')).default
   const plugin = (await import('@auth-service/fastify-resource-server')).default

@@ -29,9 +29,10 @@ export function identity (role: 'user' | 'admin' = 'user'): Identity {
   return { sub: randomUUID(), sid: randomUUID(), sca: Date.now() * 1000, role, username: `u${randomBytes(3).toString('hex')}` }
 }
 
-export function hs256 (who: Identity, opts: { secret?: string, expiresIn?: number } = {}): string {
+/** `amr`: how the login was authenticated (RFC 8176); absent, as in tokens from before second factors. */
+export function hs256 (who: Identity, opts: { secret?: string, expiresIn?: number, amr?: unknown } = {}): string {
   const sign = createSigner({ key: opts.secret ?? SECRET, algorithm: 'HS256', iss: 'auth-service', aud: 'auth-service', expiresIn: opts.expiresIn ?? 900_000 })
-  return sign({ sub: who.sub, preferred_username: who.username, role: who.role, sid: who.sid, sca: who.sca, jti: randomUUID() })
+  return sign({ sub: who.sub, preferred_username: who.username, role: who.role, sid: who.sid, sca: who.sca, jti: randomUUID(), ...(opts.amr === undefined ? {} : { amr: opts.amr }) })
 }
 
 export interface SigningKey {
@@ -153,12 +154,16 @@ export async function proxy (t: Teardown, port: number): Promise<{ url: string, 
   return { url: `redis://127.0.0.1:${(server.address() as AddressInfo).port}`, blackhole: (on) => { holed = on } }
 }
 
-/** A downstream service using the plugin: GET /me for anyone signed in, GET /admin for admins. */
+/**
+ * A downstream service using the plugin: GET /me for anyone signed in, GET /admin for
+ * admins, GET /secure for a sign-in with a second factor.
+ */
 export async function downstream (t: Teardown, opts: Partial<ResourceServerOptions> & Pick<ResourceServerOptions, 'redis'>): Promise<FastifyInstance> {
   const app = Fastify()
   await app.register(resourceServer, { clientId: CLIENT.clientId, clientSecret: CLIENT.clientSecret, keyPrefix: 'unused:', ...opts })
   app.get('/me', { onRequest: [app.authenticate] }, async (request) => ({ sub: request.user.sub, role: request.user.role, sid: request.user.sid }))
   app.get('/admin', { onRequest: [app.authenticate, app.requireRole('admin')] }, async () => ({ ok: true }))
+  app.get('/secure', { onRequest: [app.authenticate, app.requireMfa] }, async () => ({ ok: true }))
   t.teardown(() => app.close())
   await app.ready()
   return app

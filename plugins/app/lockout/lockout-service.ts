@@ -81,9 +81,13 @@ export class LockoutService {
     return { refused: true, retryAfter: Math.ceil(value / 1000), scope: state === 1 ? 'client' : 'username' }
   }
 
-  /** The attempt's password was right: this client's run of failures ends. */
-  async succeeded (username: string, ip: string): Promise<void> {
-    await this.store.succeeded(this.key(username), clientKey(ip), this.globalThreshold)
+  /**
+   * The attempt's password (or second factor) was right: this client's run of failures
+   * ends. `partly`: a password right with a second factor still to come; the run goes on
+   * until that is right too (succeeded() once more).
+   */
+  async succeeded (username: string, ip: string, opts: { partly?: boolean } = {}): Promise<void> {
+    await this.store.succeeded(this.key(username), clientKey(ip), this.globalThreshold, opts.partly === true)
       .catch((err: Error) => this.log.warn({ err: { message: err.message } }, 'password attempt not settled: Redis unavailable'))
   }
 

@@ -11,7 +11,7 @@ declare module 'ioredis' {
   interface RedisCommander<Context> {
     authLockAttempt(key: string, client: string, threshold: number, globalThreshold: number, firstMs: number, longestMs: number,
       globalFirstMs: number, globalLongestMs: number, windowMs: number, exempt: string): Result<[number, number], Context>
-    authLockSucceeded(key: string, client: string, globalThreshold: number): Result<number, Context>
+    authLockSucceeded(key: string, client: string, globalThreshold: number, partly: string): Result<number, Context>
   }
 }
 
@@ -35,7 +35,8 @@ export type AttemptResult = [number, number]
 
 export interface LockoutStore {
   attempt (key: string, client: string, limits: LockoutLimits, exempt: boolean): Promise<AttemptResult>
-  succeeded (key: string, client: string, globalThreshold: number): Promise<void>
+  /** `partly`: a right password with a second factor to come: the client's run goes on. */
+  succeeded (key: string, client: string, globalThreshold: number, partly: boolean): Promise<void>
   clear (key: string): Promise<void>
 }
 
@@ -53,8 +54,8 @@ export class RedisLockoutStore implements LockoutStore {
       l.globalFirstMs, l.globalLongestMs, l.windowMs, exempt ? '1' : '0')
   }
 
-  async succeeded (key: string, client: string, globalThreshold: number): Promise<void> {
-    await this.redis.authLockSucceeded(key, client, globalThreshold)
+  async succeeded (key: string, client: string, globalThreshold: number, partly: boolean): Promise<void> {
+    await this.redis.authLockSucceeded(key, client, globalThreshold, partly ? '1' : '0')
   }
 
   async clear (key: string): Promise<void> {
@@ -133,10 +134,10 @@ export class MemoryLockoutStore implements LockoutStore {
     return [0, counts.failures]
   }
 
-  async succeeded (key: string, client: string, globalThreshold: number): Promise<void> {
+  async succeeded (key: string, client: string, globalThreshold: number, partly: boolean): Promise<void> {
     const state = this.usernames.get(key, this.clock())
     if (state === undefined) return
-    state.clients.delete(client)
+    if (!partly) state.clients.delete(client)
     if (state.failures > 0) state.failures--
     if (state.failures < globalThreshold) state.lockedUntil = 0
   }

@@ -59,6 +59,7 @@ export class OAuthService {
           iss: claims.iss,
           aud: claims.aud,
           jti: claims.jti,
+          ...(claims.amr === undefined ? {} : { amr: claims.amr }),
           client_id: this.opts.audience
         }
       : INACTIVE)
@@ -82,6 +83,7 @@ export class OAuthService {
       aud: this.opts.audience,
       // The token's identity as stored (its SHA-256), never the token itself.
       jti: hash.toString('base64url'),
+      amr: found.amr,
       client_id: this.opts.audience
     }
   }

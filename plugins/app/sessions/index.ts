@@ -21,9 +21,9 @@ export interface SessionOptions extends SessionSettings {
 }
 
 export default fp<SessionOptions>(async function sessionsPlugin (fastify, opts) {
-  const { db, revocation, users, lockout, audit } = fastify
+  const { db, revocation, users, lockout, audit, mfa } = fastify
   const { accessTtl, purgeIntervalMs, replayIntervalMs, ...settings } = opts
-  const sessions = new SessionService(db, new SessionsRepository(db), revocation, users, lockout, audit, settings, fastify.log)
+  const sessions = new SessionService(db, new SessionsRepository(db), revocation, users, lockout, audit, mfa, settings, fastify.log)
   fastify.decorate('sessions', sessions)
 
   // Every instance may run the purge: batches skip the rows another one is deleting.
@@ -41,4 +41,4 @@ export default fp<SessionOptions>(async function sessionsPlugin (fastify, opts) 
   stops.push(periodic(replayIntervalMs ?? 1000, async () => await sessions.replayReuses(),
     (err) => fastify.log.warn({ err: { message: err.message } }, 'replay of refresh-token reuses failed')))
   fastify.addHook('onClose', async () => { await Promise.all(stops.map(async (stop) => await stop())) })
-}, { name: 'sessions', dependencies: ['db', 'revocation', 'users', 'lockout', 'audit'] })
+}, { name: 'sessions', dependencies: ['db', 'revocation', 'users', 'lockout', 'audit', 'mfa'] })

@@ -4,6 +4,7 @@ import type { Role } from '../../../schemas/users.js'
 import type { Session } from '../../../schemas/auth.js'
 import type { Db, Queryable } from '../../external/db.js'
 import { epochUs } from '../../../lib/sql.js'
+import { hasSecondFactor } from '../../../lib/tokens.js'
 import type { ClientMeta } from './sessions-service.js'
 
 /** A session with what an access token for it carries. */
@@ -14,6 +15,8 @@ export interface SessionClaims {
   sid: string
   /** Session creation time, µs since the epoch, database clock. */
   sca: number
+  /** How the login was authenticated (RFC 8176), e.g. ['pwd'] or ['pwd', 'otp']. */
+  amr: string[]
 }
 
 /** A refresh token that still works, with its session and user (times in s since the epoch). */
@@ -24,6 +27,8 @@ export interface LiveRefreshToken {
   sid: string
   iat: number
   exp: number
+  /** The session's (RFC 8176). */
+  amr: string[]
 }
 
 const SESSION_US = epochUs('s.created_at')
@@ -33,31 +38,37 @@ export class SessionsRepository {
 
   /**
    * Inserts a session and its first refresh token for a user that is not disabled and
-   * whose password hash is still `passwordHash` (the one the login checked), in one
-   * statement (atomic on its own, one round trip); null when there is no such user.
+   * whose password hash is still `passwordHash` (the one the login checked; null for a
+   * login without a password), in one statement (atomic on its own, one round trip); null
+   * when there is no such user. `amr`: how the login was authenticated (RFC 8176);
+   * `credentialId`: the passkey it used, whose deletion ends the session.
    */
-  async create (userId: string, passwordHash: string, meta: ClientMeta, tokenHash: Buffer, ttlSeconds: number, client: Queryable = this.db): Promise<SessionClaims | null> {
+  async create (userId: string, passwordHash: string | null, meta: ClientMeta, tokenHash: Buffer, ttlSeconds: number,
+    amr: string[], client: Queryable = this.db, credentialId: string | null = null): Promise<SessionClaims | null> {
     // FOR SHARE: a concurrent role change or disable either commits before this read
     // (and we see it) or waits for our statement (and its revoked_after is later than
     // our session): no token is ever issued with a role that was already changed. The
     // same for a password change: a login that checked the old password while it was
     // being changed gets no session (a fresh hash has a fresh salt, so any change shows).
+    // And a login without a second factor gets none once the user has one (users.mfa is
+    // re-read after the lock of an enrolment in flight: migrations/004).
     const { rows } = await client.query(
       `WITH u AS (
-         SELECT id, username, role FROM users WHERE id = $1 AND NOT disabled AND password_hash = $6 FOR SHARE
+         SELECT id, username, role FROM users
+          WHERE id = $1 AND NOT disabled AND ($6::text IS NULL OR password_hash = $6) AND ($8 OR NOT mfa) FOR SHARE
        ), s AS (
-         INSERT INTO sessions (user_id, expires_at, ip, user_agent)
-         SELECT id, clock_timestamp() + make_interval(secs => $2), $3, $4 FROM u
-         RETURNING id, created_at
+         INSERT INTO sessions (user_id, expires_at, ip, user_agent, amr, credential_id)
+         SELECT id, clock_timestamp() + make_interval(secs => $2), $3, $4, $7, $9 FROM u
+         RETURNING id, created_at, amr
        ), r AS (
          INSERT INTO refresh_tokens (token_hash, session_id, expires_at)
          SELECT $5, id, clock_timestamp() + make_interval(secs => $2) FROM s
        )
-       SELECT s.id, ${SESSION_US} AS sca, u.username, u.role
-         FROM s, u`, [userId, ttlSeconds, meta.ip, meta.userAgent, tokenHash, passwordHash])
+       SELECT s.id, ${SESSION_US} AS sca, u.username, u.role, s.amr
+         FROM s, u`, [userId, ttlSeconds, meta.ip, meta.userAgent, tokenHash, passwordHash, amr, hasSecondFactor({ amr }), credentialId])
     if (rows.length === 0) return null
     const r = rows[0]
-    return { userId, username: r.username, role: r.role, sid: r.id, sca: Number(r.sca) }
+    return { userId, username: r.username, role: r.role, sid: r.id, sca: Number(r.sca), amr: r.amr }
   }
 
   /**
@@ -81,7 +92,7 @@ export class SessionsRepository {
    */
   async lockForRefresh (sid: string, rateLimit: number, client: Queryable): Promise<(SessionClaims & { live: boolean, retryAfter: number }) | null> {
     const { rows } = await client.query(
-      `SELECT s.user_id, u.username, u.role, ${SESSION_US} AS sca,
+      `SELECT s.user_id, u.username, u.role, ${SESSION_US} AS sca, s.amr,
               s.revoked_at IS NULL AND s.reuse_detected_at IS NULL
                 AND s.expires_at > clock_timestamp() + interval '1 second'
                 AND s.created_at > u.revoked_after AND NOT u.disabled AS live,
@@ -92,7 +103,7 @@ export class SessionsRepository {
         WHERE s.id = $1 FOR UPDATE OF s FOR SHARE OF u`, [sid, rateLimit])
     if (rows.length === 0) return null
     const r = rows[0]
-    return { userId: r.user_id, username: r.username, role: r.role, sid, sca: Number(r.sca), live: r.live === true, retryAfter: Math.max(0, r.retry_after) }
+    return { userId: r.user_id, username: r.username, role: r.role, sid, sca: Number(r.sca), amr: r.amr, live: r.live === true, retryAfter: Math.max(0, r.retry_after) }
   }
 
   /**
@@ -188,7 +199,7 @@ export class SessionsRepository {
    */
   async findLiveRefreshToken (tokenHash: Buffer, client: Queryable = this.db): Promise<LiveRefreshToken | null> {
     const { rows } = await client.query(
-      `SELECT s.user_id, u.username, u.role, s.id AS sid,
+      `SELECT s.user_id, u.username, u.role, s.id AS sid, s.amr,
               floor(extract(epoch FROM t.created_at))::bigint AS iat,
               floor(extract(epoch FROM least(t.expires_at, s.expires_at)))::bigint AS exp
          FROM refresh_tokens t JOIN sessions s ON s.id = t.session_id JOIN users u ON u.id = s.user_id
@@ -197,7 +208,7 @@ export class SessionsRepository {
           AND s.created_at > u.revoked_after AND NOT u.disabled`, [tokenHash])
     if (rows.length === 0) return null
     const r = rows[0]
-    return { userId: r.user_id, username: r.username, role: r.role, sid: r.sid, iat: Number(r.iat), exp: Number(r.exp) }
+    return { userId: r.user_id, username: r.username, role: r.role, sid: r.sid, iat: Number(r.iat), exp: Number(r.exp), amr: r.amr }
   }
 
   /** Sets revoked_at of one live session of the user; false if there was none. */
@@ -208,6 +219,20 @@ export class SessionsRepository {
           AND s.expires_at > clock_timestamp() AND s.created_at > u.revoked_after`,
       [sid, userId])
     return rowCount !== 0
+  }
+
+  /**
+   * Sets revoked_at of every live session of the user but `keepSid` (null: every one); the
+   * ids of those it ended. For a change that must end the other sessions and keep the one
+   * that made it (enrolling or removing a second factor).
+   */
+  async revokeOthers (userId: string, keepSid: string | null, client: Queryable): Promise<string[]> {
+    const { rows } = await client.query(
+      `UPDATE sessions s SET revoked_at = clock_timestamp() FROM users u
+        WHERE s.user_id = $1 AND u.id = s.user_id AND s.id IS DISTINCT FROM $2 AND s.revoked_at IS NULL
+          AND s.expires_at > clock_timestamp() AND s.created_at > u.revoked_after
+       RETURNING s.id`, [userId, keepSid])
+    return rows.map((r) => r.id)
   }
 
   /** Sets the user's revoked_after: every session ends. The new value in µs, or null without the user. */

@@ -9,6 +9,7 @@ import type { RevocationReason, RevocationService } from '../revocation/revocati
 import type { AuditContext, AuditRecord, AuditService, ChangeContext } from '../audit/audit-service.js'
 import type { LockoutService } from '../lockout/lockout-service.js'
 import type { UserService } from '../users/users-service.js'
+import type { FactorCheck, MfaService, MfaTokenRef, PendingLogin } from '../mfa/mfa-service.js'
 import type { SessionClaims, SessionsRepository } from './sessions-repository.js'
 
 /** The request a session is started or refreshed by. */
@@ -73,29 +74,85 @@ export class SessionService {
     private readonly users: UserService,
     private readonly lockout: LockoutService,
     private readonly audit: AuditService,
+    private readonly mfa: MfaService,
     private readonly settings: SessionSettings,
     private readonly log: FastifyBaseLogger
   ) {}
 
   /**
    * Checks the credentials (`name`: a username, or a verified email) and starts a session
-   * (one PostgreSQL round trip after argon2).
+   * (one PostgreSQL round trip after argon2); for a user with a second factor, a login
+   * waiting for it instead (`mfa`). A temporary password an admin set is refused before
+   * the second factor is asked (verifyLogin: 403 with a reset token); the second factor
+   * stays, and the next login with the new password asks for it.
    */
-  async login (name: string, password: string, meta: ClientMeta): Promise<IssuedSession> {
+  async login (name: string, password: string, meta: ClientMeta): Promise<IssuedSession | { mfa: PendingLogin }> {
     const { user, passwordHash } = await this.users.verifyLogin(name, password, meta)
+    if (user.mfaEnabled) {
+      const pending = await this.mfa.challenge(user.id, passwordHash)
+      if (pending !== null) {
+        // The password was right, but this client's run of failures goes on until the
+        // second factor is too: signing in again does not reset the count of wrong codes.
+        await this.lockout.succeeded(user.username, meta.ip, { partly: true })
+        await this.audit.record({ ...meta, type: 'mfa_challenge', actorId: user.id, subjectId: user.id, detail: { methods: pending.methods } })
+        return { mfa: pending }
+      }
+    }
+    return await this.start(user.id, passwordHash, meta, ['pwd'], user.username)
+  }
+
+  /**
+   * Starts a session for a user whose credentials were checked: `passwordHash` the hash
+   * the password was checked against (the session starts only while it is current; null
+   * without a password), `amr` how (RFC 8176). With `username`, this client's run of
+   * failed attempts at it ends. With `client`, inside the caller's transaction. With
+   * `credentialId`, the passkey the login used: deleting it ends the session.
+   */
+  async start (userId: string, passwordHash: string | null, meta: ClientMeta, amr: string[], username?: string, client?: Queryable,
+    credentialId?: string): Promise<IssuedSession> {
     const { token, hash } = newRefreshToken()
     const lifetime = Math.min(this.settings.refreshTtl, this.settings.maxLifetime)
     const endsAt = Math.floor(Date.now() / 1000) + lifetime
     // A success ends the run of failures; both round trips at once.
     const [claims] = await Promise.all([
-      this.repository.create(user.id, passwordHash, meta, hash, lifetime),
-      this.lockout.succeeded(user.username, meta.ip)
+      this.repository.create(userId, passwordHash, meta, hash, lifetime, amr, client, credentialId),
+      username === undefined ? undefined : this.lockout.succeeded(username, meta.ip)
     ])
     // Same answer as any failed login: a user disabled, or whose password changed, while
-    // this login was checking the old one learns nothing more.
+    // this login was checking the old one learns nothing more (nor one who enrolled a
+    // second factor meanwhile: the next login asks for it).
     if (claims === null) throw new BadCredentials()
-    await this.audit.record({ ...meta, type: 'login', actorId: user.id, subjectId: user.id, detail: { sessionId: claims.sid } })
+    await this.audit.record({ ...meta, type: 'login', actorId: userId, subjectId: userId, detail: { sessionId: claims.sid, amr } }, client)
     return { ...claims, refreshToken: token, endsAt }
+  }
+
+  /**
+   * Completes a login that waits for its second factor: `check` proves the factor inside
+   * the transaction that uses the `mfa_token` up and starts the session (so a token serves
+   * one login, and a code one login). A wrong factor counts toward the username's lockout
+   * like a wrong password, and toward the token's own limit; both answer 401.
+   */
+  async completeLogin (mfaToken: MfaTokenRef, meta: ClientMeta, check: FactorCheck): Promise<IssuedSession> {
+    const pending = await this.mfa.pending(mfaToken)
+    if (pending === null) throw new Unauthorized('Invalid or expired mfa_token: sign in again')
+    // Counted before the factor is checked, as a password is: parallel guesses cannot all
+    // get through. Exempt from the username's lock across clients: this client has the password.
+    const attempt = await this.lockout.attempt(pending.username, meta.ip, { exempt: true })
+    if (attempt.refused) {
+      await this.audit.record({ ...meta, type: 'mfa_locked', subjectId: pending.userId, detail: { lock: attempt.scope } })
+      throw tooManyRequests('Too many wrong codes for this account, try again later', attempt.retryAfter)
+    }
+    const outcome = await this.db.transact(async (client) => {
+      const used = await this.mfa.consume(mfaToken, client, check)
+      if ('failed' in used) return used
+      return await this.start(used.userId, null, meta, used.amr, undefined, client, used.credentialId)
+    })
+    if ('failed' in outcome) {
+      await this.audit.record({ ...meta, type: 'mfa_failed', subjectId: pending.userId, detail: { reason: outcome.failed, failures: attempt.failures } })
+      throw new Unauthorized(outcome.failed === 'bad_code' ? 'Wrong or already used code' : 'Invalid or expired mfa_token: sign in again')
+    }
+    await this.lockout.succeeded(pending.username, meta.ip)
+    return outcome
   }
 
   /**

@@ -14,7 +14,7 @@ export interface Account extends User {
 /** Where a page of users starts: the (created_at in µs, id) of the last user before it. */
 export type UserKey = [createdUs: string, id: string]
 
-const COLUMNS = 'id, username, role, disabled, email, email_verified, created_at'
+const COLUMNS = 'id, username, role, disabled, email, email_verified, mfa, created_at'
 const REVOKED_AFTER_US = epochUs('revoked_after')
 
 function toUser (row: any): User {
@@ -25,6 +25,7 @@ function toUser (row: any): User {
     disabled: row.disabled,
     email: row.email,
     emailVerified: row.email_verified,
+    mfaEnabled: row.mfa,
     createdAt: row.created_at.toISOString()
   }
 }

@@ -13,7 +13,8 @@ import { clientKey } from '../../../lib/client-ip.js'
 import { loadPasswordPolicy, passwordProblem } from '../../../lib/password-policy.js'
 import { decodeCursor, encodeCursor } from '../../../lib/cursor.js'
 import type { Queryable } from '../../external/db.js'
-import type { RevocationService } from '../revocation/revocation-service.js'
+import type { RevocationService, RevocationSet } from '../revocation/revocation-service.js'
+import type { AuditType } from '../../../schemas/audit.js'
 import type { AuditContext, AuditService, ChangeContext } from '../audit/audit-service.js'
 import type { LockoutService } from '../lockout/lockout-service.js'
 import type { EventsService } from '../events/events-service.js'
@@ -301,14 +302,61 @@ export class UserService {
   }
 
   /**
-   * Checks the current password, sets the new one and ends every session of the user.
-   * A wrong current password counts as checkOwnPassword() says.
+   * A change an admin makes to a user, in a revoking transaction: `fn` runs with the target
+   * locked and the actor's authority checked at commit (still an active admin, session
+   * still live; see lockForChange). For changes other services own (a second factor).
    */
+  async adminChange<T> (target: UserRef, ctx: AuditContext,
+    fn: (client: Queryable, revoked: RevocationSet, current: User) => Promise<T>): Promise<T> {
+    return await this.revocation.revoke(async (client, revoked) => {
+      const { current } = await this.lockForChange(client, target, ctx)
+      return await fn(client, revoked, current)
+    })
+  }
+
+  /**
+   * Checks a signed-in user's own password before a change that needs it (a password
+   * change, deleting the account, removing a second factor, adding or removing a passkey). Wrong passwords count toward the username's lockout like
+   * failed logins (a stolen access token is no unlimited password oracle); the one that
+   * reaches the threshold ends the session in use (401). `failed`: the audit type of a
+   * refusal. `known`: the credentials, when the caller has read them already.
+   */
+  async checkPassword (userId: string, password: string, ctx: AuditContext, failed: AuditType,
+    known?: { username: string, passwordHash: string }): Promise<{ username: string, passwordHash: string }> {
+    const credentials = known ?? await this.repository.findCredentials(userId)
+    if (credentials === null) throw new InvalidToken('Access token has been revoked')
+    const { username, passwordHash } = credentials
+    // The caller holds a live session: strangers' failures across clients do not hold it back.
+    const attempt = await this.lockout.attempt(username, ctx.ip, { exempt: true })
+    if (attempt.refused) {
+      await this.audit.record({ ...ctx, type: failed, subjectId: userId, detail: { reason: 'locked' } })
+      throw tooManyRequests('Too many wrong passwords for this account, try again later', attempt.retryAfter)
+    }
+    if (!await argon2.verify(passwordHash, password)) {
+      const sid = attempt.failures >= this.lockout.threshold ? ctx.sessionId : null
+      const event = { ...ctx, type: failed, subjectId: userId, detail: { reason: 'bad_password', failures: attempt.failures, sessionEnded: sid != null } }
+      if (sid == null) {
+        await this.audit.record(event)
+        throw new WrongPassword()
+      }
+      await this.revocation.revoke(async (client, revoked) => {
+        await this.revocation.holdUser(client, userId)
+        if (await this.repository.endSession(userId, sid, client)) revoked.session(userId, sid, 'lockout')
+        await this.audit.record(event, client)
+      })
+      throw new InvalidToken('Too many wrong passwords: this session has ended')
+    }
+    await this.lockout.succeeded(username, ctx.ip)
+    return credentials
+  }
+
+  /** Checks the current password, sets the new one and ends every session of the user. */
   async changePassword (userId: string, currentPassword: string, newPassword: string, ctx: AuditContext): Promise<void> {
-    const { username, passwordHash: current } = await this.credentials(userId)
-    const problem = passwordProblem(newPassword, username)
+    const credentials = await this.repository.findCredentials(userId)
+    if (credentials === null) throw new InvalidToken('Access token has been revoked')
+    const problem = passwordProblem(newPassword, credentials.username)
     if (problem !== null) throw new WeakPassword(problem)
-    await this.checkOwnPassword(userId, { username, passwordHash: current }, currentPassword, ctx, 'password_change_failed')
+    const { passwordHash: current } = await this.checkPassword(userId, currentPassword, ctx, 'password_change_failed', credentials)
     const passwordHash = await this.hash(newPassword)
     await this.revocation.revoke(async (client, revoked) => {
       // At commit the caller's session is still live, and the password is still the one
@@ -324,51 +372,12 @@ export class UserService {
 
   /**
    * The signed-in user deletes their own account, confirming with the password (counted as
-   * checkOwnPassword() says). At commit the session is still live, so the password checked
+   * checkPassword() says). At commit the session is still live, so the password checked
    * is still the one (every change of it ends the sessions), and the last admin stays (409).
    */
   async deleteOwn (userId: string, password: string, ctx: AuditContext): Promise<void> {
-    await this.checkOwnPassword(userId, await this.credentials(userId), password, ctx, 'account_delete_failed')
+    await this.checkPassword(userId, password, ctx, 'account_delete_failed')
     await this.delete(userId, ctx, 'self')
-  }
-
-  /** The signed-in user's username and password hash; the user is gone: the token is dead. */
-  private async credentials (userId: string): Promise<{ username: string, passwordHash: string }> {
-    const credentials = await this.repository.findCredentials(userId)
-    if (credentials === null) throw new InvalidToken('Access token has been revoked')
-    return credentials
-  }
-
-  /**
-   * Checks the signed-in user's own password before a change it guards (change-password,
-   * deleting the account). Wrong passwords count toward the username's lockout like
-   * failed logins (a stolen access token is no unlimited password oracle); the one that
-   * reaches the threshold ends the session in use. `failure` is the audit type of a refusal.
-   */
-  private async checkOwnPassword (userId: string, credentials: { username: string, passwordHash: string }, password: string,
-    ctx: AuditContext, failure: 'password_change_failed' | 'account_delete_failed'): Promise<void> {
-    const { username, passwordHash } = credentials
-    // The caller holds a live session: strangers' failures across clients do not hold it back.
-    const attempt = await this.lockout.attempt(username, ctx.ip, { exempt: true })
-    if (attempt.refused) {
-      await this.audit.record({ ...ctx, type: failure, subjectId: userId, detail: { reason: 'locked' } })
-      throw tooManyRequests('Too many wrong passwords for this account, try again later', attempt.retryAfter)
-    }
-    if (!await argon2.verify(passwordHash, password)) {
-      const sid = attempt.failures >= this.lockout.threshold ? ctx.sessionId : null
-      const failed = { ...ctx, type: failure, subjectId: userId, detail: { reason: 'bad_password', failures: attempt.failures, sessionEnded: sid != null } }
-      if (sid == null) {
-        await this.audit.record(failed)
-        throw new WrongPassword()
-      }
-      await this.revocation.revoke(async (client, revoked) => {
-        await this.revocation.holdUser(client, userId)
-        if (await this.repository.endSession(userId, sid, client)) revoked.session(userId, sid, 'lockout')
-        await this.audit.record(failed, client)
-      })
-      throw new InvalidToken('Too many wrong passwords: this session has ended')
-    }
-    await this.lockout.succeeded(username, ctx.ip)
   }
 }
 

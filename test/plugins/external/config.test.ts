@@ -3,11 +3,13 @@ import t from 'tap'
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { ConfigError, loadConfig } from '../../../plugins/external/config.js'
+import { ConfigError, loadConfig, mfaEncryptionKey } from '../../../plugins/external/config.js'
 
 // What `openssl rand -base64 48` prints.
 const strong = 'q2n3W8k+f1Zc0yR7uD9pLx4bT6mH5sJvA2eG8iKoNw1QzXc3VbUy7tRe4WsPqLm0'
 const ed25519 = generateKeyPairSync('ed25519').privateKey.export({ type: 'pkcs8', format: 'pem' }).toString()
+// What `openssl rand -base64 32` prints: the key second-factor secrets are sealed with.
+const mfaKey = 'm3Qb7Zp1xV9cR2tL8wN5yK4hJ6dF0sGaE1uI3oP7qT0='
 
 t.test('defaults match the contract', async (t) => {
   const c = loadConfig({})
@@ -126,9 +128,31 @@ t.test('secrets are never echoed in the error', async (t) => {
 })
 
 t.test('production with a strong secret starts', async (t) => {
-  const c = loadConfig({ NODE_ENV: 'production', JWT_SECRET: strong })
+  const c = loadConfig({ NODE_ENV: 'production', JWT_SECRET: strong, MFA_ENCRYPTION_KEY: mfaKey })
   t.equal(c.jwtKey, strong)
   t.equal(c.jwtKeyGenerated, false)
+})
+
+t.test('MFA_ENCRYPTION_KEY: 32 bytes of base64, required in production, derived outside it', async (t) => {
+  const key = randomBytes(32)
+  t.strictSame(loadConfig({ MFA_ENCRYPTION_KEY: key.toString('base64') }).mfaKey, key)
+  t.strictSame(loadConfig({ MFA_ENCRYPTION_KEY: key.toString('base64url') }).mfaKey, key, 'base64url too')
+  for (const bad of [randomBytes(31).toString('base64'), randomBytes(33).toString('base64'), 'not base64 at all!', key.toString('hex')]) {
+    let message = ''
+    try {
+      loadConfig({ MFA_ENCRYPTION_KEY: bad })
+    } catch (err) {
+      message = (err as Error).message
+    }
+    t.equal(message, 'Invalid configuration: MFA_ENCRYPTION_KEY must be 32 bytes written as base64 (generate one with `openssl rand -base64 32`)', 'one line, without the value')
+  }
+  t.throws(() => loadConfig({ NODE_ENV: 'production', JWT_SECRET: strong }),
+    /^Invalid configuration: MFA_ENCRYPTION_KEY is required when NODE_ENV=production/)
+  const dev = loadConfig({ JWT_SECRET: strong })
+  t.equal(dev.mfaKey, undefined, 'outside production it may be left out…')
+  t.strictSame(mfaEncryptionKey(dev), mfaEncryptionKey(loadConfig({ JWT_SECRET: strong })), '…and is derived from the signing key, the same every time')
+  t.notSame(mfaEncryptionKey(dev), Buffer.from(strong).subarray(0, 32), 'not the signing key itself')
+  t.strictSame(mfaEncryptionKey(loadConfig({ MFA_ENCRYPTION_KEY: key.toString('base64') })), key, 'a given key is used as it is')
 })
 
 t.test('X_FILE: a secret read from a file (Docker and Kubernetes secrets)', async (t) => {
@@ -183,7 +207,7 @@ t.test('a production JWT_SECRET must be 256 bits of random material, written as 
     randomBytes(48).toString('base64url'),
     randomBytes(64).toString('hex').toUpperCase()
   ]
-  for (const secret of accepted) t.equal(loadConfig({ NODE_ENV: 'production', JWT_SECRET: secret }).jwtKey, secret, secret)
+  for (const secret of accepted) t.equal(loadConfig({ NODE_ENV: 'production', JWT_SECRET: secret, MFA_ENCRYPTION_KEY: mfaKey }).jwtKey, secret, secret)
   const refused: Array<[string, RegExp]> = [
     ['passwordpasswordpassword12345678', /must hold at least 32 random bytes/],
     [randomBytes(31).toString('hex'), /must hold at least 32 random bytes/],
@@ -226,5 +250,21 @@ t.test('mail: SMTP_URL and MAIL_FROM together, an smtp(s) URL whose credentials 
     const err = t.throws(() => loadConfig(env), ConfigError) as Error
     t.match(err.message, message, JSON.stringify(env))
     t.notMatch(err.message, /hunter2/, 'no credentials in the message')
+  }
+})
+
+t.test('WEBAUTHN_RP_ID and WEBAUTHN_ORIGINS: a domain, and origins on it', async (t) => {
+  t.match(loadConfig({}), { WEBAUTHN_RP_ID: 'localhost', webauthnOrigins: ['http://localhost:3000'] }, 'the service\'s own origin by default')
+  t.strictSame(loadConfig({ PORT: '8080' }).webauthnOrigins, ['http://localhost:8080'])
+  t.strictSame(loadConfig({ WEBAUTHN_RP_ID: 'example.com' }).webauthnOrigins, ['https://example.com'])
+  t.strictSame(loadConfig({ WEBAUTHN_RP_ID: 'example.com', WEBAUTHN_ORIGINS: 'https://example.com, https://login.example.com:8443' }).webauthnOrigins,
+    ['https://example.com', 'https://login.example.com:8443'])
+  t.strictSame(loadConfig({ WEBAUTHN_ORIGINS: 'http://localhost:5173,http://app.localhost:5173' }).webauthnOrigins,
+    ['http://localhost:5173', 'http://app.localhost:5173'], 'http on localhost, which browsers treat as secure')
+  for (const rpId of ['https://example.com', 'example.com:443', 'Example.com', '127.0.0.1', 'example.com/login', '-example.com', 'a..b']) {
+    t.throws(() => loadConfig({ WEBAUTHN_RP_ID: rpId }), /^Invalid configuration: WEBAUTHN_RP_ID must be a domain name such as example.com/, rpId)
+  }
+  for (const origin of ['http://example.com', 'https://evil.com', 'https://notexample.com', 'https://example.com/', 'https://example.com/login', 'example.com', 'https://example.com,nope']) {
+    t.throws(() => loadConfig({ WEBAUTHN_RP_ID: 'example.com', WEBAUTHN_ORIGINS: origin }), /^Invalid configuration: WEBAUTHN_ORIGINS entry "[^"]+" is not an origin like https:\/\/example.com on WEBAUTHN_RP_ID \(example.com\)/, origin)
   }
 })
