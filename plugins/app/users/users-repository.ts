@@ -181,6 +181,13 @@ export class UsersRepository {
     return rows.length === 0 ? null : rows[0].ra
   }
 
+  /** The user's password is a temporary one an admin set (false for no such user). */
+  async hasTemporaryPassword (id: string, client: Queryable = this.db): Promise<boolean> {
+    const { rows } = await client.query(
+      'SELECT temporary_password_hash IS NOT DISTINCT FROM password_hash AS temporary FROM users WHERE id = $1', [id])
+    return rows.length !== 0 && rows[0].temporary === true
+  }
+
   /**
    * Sets a temporary password (an admin's): in force while it is the password, so any later
    * change ends it. Every session ends (revoked_after); its new value in µs.

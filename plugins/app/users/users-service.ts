@@ -148,9 +148,7 @@ export class UserService {
       // Right, but an admin set it: the user chooses a new one before any session starts.
       // (Before the hash upgrade below, which would replace the temporary hash.)
       await this.lockout.succeeded(lockKey, ctx.ip)
-      await this.audit.record({ ...ctx, type: 'password_change_required', subjectId: account.id })
-      if (this.resetTokens === undefined) throw new Error('temporary password, and no reset tokens to hand out')
-      throw withFields(new PasswordChangeRequired(), { reset_token: await this.resetTokens.issue(account.id) })
+      return await this.refuseTemporaryPassword(account.id, ctx)
     }
     let passwordHash = account.passwordHash
     if (argon2.needsRehash(passwordHash, this.hashOptions)) {
@@ -299,6 +297,22 @@ export class UserService {
       await this.audit.record({ ...ctx, type: 'password_set', subjectId: current.id }, client)
       await this.events?.credentialChange(client, current.id, { credentialType: 'password', changeType: 'update', initiatingEntity: 'admin' })
     })
+  }
+
+  /** The user's password is a temporary one an admin set (in the caller's transaction, with `client`). */
+  async hasTemporaryPassword (userId: string, client?: Queryable): Promise<boolean> {
+    return await this.repository.hasTemporaryPassword(userId, client)
+  }
+
+  /**
+   * While the password is a temporary one an admin set, no session starts, whichever way
+   * the user signs in (the password, or a passkey without it): a 403 with a reset token
+   * instead, so that the user first chooses a password nobody else knows. Audited.
+   */
+  async refuseTemporaryPassword (userId: string, ctx: AuditContext): Promise<never> {
+    await this.audit.record({ ...ctx, type: 'password_change_required', subjectId: userId })
+    if (this.resetTokens === undefined) throw new Error('temporary password, and no reset tokens to hand out')
+    throw withFields(new PasswordChangeRequired(), { reset_token: await this.resetTokens.issue(userId) })
   }
 
   /**
