@@ -8,6 +8,7 @@ import t from 'tap'
 import type { FastifyInstance } from 'fastify'
 import { bearer, build, context, freePort, login, me, PASSWORD, type Overrides } from '../helper.js'
 import { smtpServer, tokenOf } from '../support/smtp.js'
+import { MEMORY_ACCOUNTS } from '../../plugins/app/recovery/recovery-service.js'
 
 const ctx = await context(t)
 const smtp = await smtpServer(t)
@@ -379,6 +380,20 @@ t.test('expired tokens are purged', async (t) => {
   t.ok(await app.recovery.purgeExpired() >= 1)
   const { rows: after } = await app.db.query('SELECT count(*)::int AS n FROM recovery_tokens WHERE user_id = $1', [m.id])
   t.equal(after[0].n, 0, 'an expired one is deleted')
+})
+
+t.test('without Redis (one instance): the per-account limit is counted in the process, its window ends, its map is capped', async (t) => {
+  const local = await build(t, ctx, { ...MAIL, RECOVERY_ACCOUNT_LIMIT: 2 }, { withoutRedis: true })
+  t.equal(local.redis, null)
+  const name = ctx.username('local')
+  const statuses = []
+  for (let i = 0; i < 3; i++) statuses.push((await forgot(local, { username: name.toUpperCase() })).statusCode)
+  t.strictSame(statuses, [202, 202, 429], 'the third in an hour is refused, the name in any case')
+  const counts = local.recovery.memoryCounts
+  t.equal(counts.maxEntries, MEMORY_ACCOUNTS, 'a cap')
+  const later = Date.now() + 60 * 60_000 + 1
+  t.equal(counts.get(name.toLowerCase(), later), undefined, 'the count ends with its hour')
+  await local.mail.idle()
 })
 
 t.test('the account limit\'s Redis key expires with its window', async (t) => {

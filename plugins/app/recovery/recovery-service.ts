@@ -4,6 +4,7 @@ import { randomBytes } from 'node:crypto'
 import { readFileSync } from 'node:fs'
 import type { FastifyBaseLogger } from 'fastify'
 import type { Redis, Result } from 'ioredis'
+import { BoundedMap } from '../../../lib/bounded-map.js'
 import type { User } from '../../../schemas/users.js'
 import { Conflict, InvalidRecoveryToken, InvalidToken, NotConfigured, tooManyRequests, WeakPassword } from '../../../lib/errors.js'
 import { passwordProblem } from '../../../lib/password-policy.js'
@@ -28,6 +29,8 @@ declare module 'ioredis' {
 export const RECOVERY_TOKEN_TTL_S = 30 * 60
 /** RECOVERY_ACCOUNT_LIMIT counts the mails asked for one account in this window. */
 const ACCOUNT_WINDOW_MS = 60 * 60_000
+/** Account names whose mail counts one process keeps at most without Redis (the oldest go first). */
+export const MEMORY_ACCOUNTS = 10_000
 /** The 501 of a flow that must send mail, without SMTP_URL. */
 const MAIL_OFF = 'Mail is not configured on this service: set SMTP_URL and MAIL_FROM'
 /** Expired tokens deleted per statement by the purge. */
@@ -48,6 +51,9 @@ function newToken (): string {
 }
 
 export class RecoveryService {
+  /** The per-account mail counts of a run without Redis. */
+  readonly memoryCounts = new BoundedMap<string, { count: number, endsAt: number }>(MEMORY_ACCOUNTS)
+
   constructor (
     private readonly db: Db,
     readonly repository: RecoveryRepository,
@@ -90,20 +96,35 @@ export class RecoveryService {
   /**
    * Counts a mail asked for an account (`key`: the name it was asked by, lower-cased, so
    * that the count says nothing about whether the account exists); 429 over the limit.
+   * Without Redis (one instance), the counts are this process's, capped (MEMORY_ACCOUNTS).
    * Redis down: not counted (the per-client limit and the mail queue's bound remain).
    */
   private async limitAccount (key: string): Promise<void> {
-    if (this.redis === null) return
     let count: number, ttlMs: number
-    try {
-      [count, ttlMs] = await this.redis.authAccountLimit(`{recovery:${key.toLowerCase()}}`, ACCOUNT_WINDOW_MS)
-    } catch (err) {
-      this.log.warn({ err: { message: (err as Error).message } }, 'recovery mail limit not counted: Redis unavailable')
-      return
+    if (this.redis === null) {
+      [count, ttlMs] = this.countInMemory(key.toLowerCase())
+    } else {
+      try {
+        [count, ttlMs] = await this.redis.authAccountLimit(`{recovery:${key.toLowerCase()}}`, ACCOUNT_WINDOW_MS)
+      } catch (err) {
+        this.log.warn({ err: { message: (err as Error).message } }, 'recovery mail limit not counted: Redis unavailable')
+        return
+      }
     }
     if (count > this.settings.accountLimit) {
       throw tooManyRequests('Too many requests for this account, try again later', Math.max(1, Math.ceil(ttlMs / 1000)))
     }
+  }
+
+  /** account-limit.lua for one process: a fixed window from the first mail asked; [count, ms left]. */
+  private countInMemory (key: string, now = Date.now()): [number, number] {
+    const window = this.memoryCounts.get(key, now)
+    if (window === undefined) {
+      this.memoryCounts.set(key, { count: 1, endsAt: now + ACCOUNT_WINDOW_MS }, ACCOUNT_WINDOW_MS, now)
+      return [1, ACCOUNT_WINDOW_MS]
+    }
+    window.count++
+    return [window.count, window.endsAt - now]
   }
 
   /**
