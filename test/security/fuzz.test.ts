@@ -21,8 +21,8 @@ const routes: Array<[string, string]> = [
   ['DELETE', '/auth/sessions/:id'], ['POST', '/auth/change-password'], ['GET', '/users'],
   ['GET', '/users/:id'], ['PATCH', '/users/:id'], ['DELETE', '/users/:id'], ['GET', '/audit'],
   ['GET', '/health'], ['GET', '/ready'], ['POST', '/auth/password/forgot'], ['POST', '/auth/password/reset'],
-  ['POST', '/auth/email/verify'], ['PATCH', '/auth/me'],
-  ['GET', '/health'], ['GET', '/ready'], ['POST', '/auth/mfa/totp'], ['POST', '/auth/mfa/totp/confirm'],
+  ['POST', '/auth/email/verify'], ['PATCH', '/auth/me'], ['POST', '/users'], ['POST', '/users/:id/password'],
+  ['DELETE', '/auth/me'], ['POST', '/auth/mfa/totp'], ['POST', '/auth/mfa/totp/confirm'],
   ['DELETE', '/auth/mfa/totp'], ['POST', '/auth/mfa/recovery-codes'], ['POST', '/auth/mfa/verify'], ['DELETE', '/users/:id/mfa'],
   ['POST', '/auth/webauthn/register/options'], ['POST', '/auth/webauthn/register/verify'], ['POST', '/auth/webauthn/login/options'],
   ['POST', '/auth/webauthn/login/verify'], ['GET', '/auth/webauthn/credentials'], ['DELETE', '/auth/webauthn/credentials/:id']
