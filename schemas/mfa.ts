@@ -59,11 +59,6 @@ export const OAuthMfaRequired = Type.Object({
 })
 export type OAuthMfaRequired = Static<typeof OAuthMfaRequired>
 
-export const LoginMfaRequired = Type.Union([Type.Ref('MfaRequired'), Type.Ref('OAuthMfaRequired')], {
-  $id: 'LoginMfaRequired',
-  description: '`MfaRequired` for a JSON login, `OAuthMfaRequired` for the password grant (a form)'
-})
-
 /** Login's 403: a second factor is needed, or (issue 16) a temporary password must be changed first. */
 export const LoginForbidden = Type.Union([Type.Ref('MfaRequired'), Type.Ref('OAuthMfaRequired'), Type.Ref('PasswordChangeRequired')], {
   $id: 'LoginForbidden',
@@ -115,5 +110,5 @@ export const MfaVerifyBody = Type.Object({
 export type MfaVerifyBody = Static<typeof MfaVerifyBody>
 
 /** The shared schemas of this file, added once with addSchema (schemas/index.ts). */
-export const mfaSchemas: TSchema[] = [MfaRequired, OAuthMfaRequired, LoginMfaRequired, LoginForbidden, TotpEnrolment, TotpConfirmBody,
+export const mfaSchemas: TSchema[] = [MfaRequired, OAuthMfaRequired, LoginForbidden, TotpEnrolment, TotpConfirmBody,
   RecoveryCodes, PasswordConfirmation, MfaVerifyBody]
