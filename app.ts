@@ -1,6 +1,7 @@
 // The application as a plugin: the shared schemas, the plugins (infrastructure, then the
 // domain), the routes. server.ts and the tests build it the same way, with the server
-// options of lib/server-options.ts.
+// options of lib/server-options.ts; the admin command line (scripts/admin.ts) builds the
+// same plugins without the routes.
 import type { FastifyInstance } from 'fastify'
 import fp from 'fastify-plugin'
 import fastifyFormbody from '@fastify/formbody'
@@ -12,6 +13,7 @@ import metricsPlugin from './plugins/external/metrics.js'
 import requestLoggingPlugin from './plugins/external/request-logging.js'
 import dbPlugin from './plugins/external/db.js'
 import redisPlugin from './plugins/external/redis.js'
+import mailPlugin from './plugins/external/mail.js'
 import securityPlugin from './plugins/external/security.js'
 import swaggerPlugin from './plugins/external/swagger.js'
 import revocationPlugin from './plugins/app/revocation/index.js'
@@ -23,12 +25,14 @@ import mfaPlugin from './plugins/app/mfa/index.js'
 import sessionsPlugin from './plugins/app/sessions/index.js'
 import clientsPlugin from './plugins/app/clients/index.js'
 import oauthPlugin from './plugins/app/oauth/index.js'
+import recoveryPlugin from './plugins/app/recovery/index.js'
 import eventsPlugin from './plugins/app/events/index.js'
 import webauthnPlugin from './plugins/app/webauthn/index.js'
 import healthRoutes from './routes/health/index.js'
 import wellKnownRoutes from './routes/well-known/index.js'
 import authRoutes from './routes/auth/index.js'
 import verifyRoutes from './routes/auth/verify.js'
+import recoveryRoutes from './routes/auth/recovery.js'
 import mfaRoutes from './routes/auth/mfa.js'
 import webauthnRoutes from './routes/auth/webauthn.js'
 import userRoutes from './routes/users/index.js'
@@ -39,13 +43,14 @@ import ssfRoutes from './routes/ssf/index.js'
 
 export interface AppOptions {
   config: Config
-  /** Interval of the purges (expired sessions, waiting MFA logins; ms); tests turn them off with 0. */
+  /** Interval of the purges (expired sessions and recovery tokens, waiting MFA logins; ms); tests turn them off with 0. */
   purgeIntervalMs?: number
   /** Clients a rate limit keeps in memory without Redis (RATE_LIMIT_CLIENTS); a test makes it small. */
   rateLimitClients?: number
 }
 
-async function app (fastify: FastifyInstance, opts: AppOptions): Promise<void> {
+/** The shared schemas and every plugin: the services the routes use, and nothing that listens. */
+export async function services (fastify: FastifyInstance, opts: AppOptions): Promise<void> {
   const { config } = opts
   // Set before anything registers: every route, Swagger UI's included, inherits them.
   fastify.setErrorHandler(errorHandler)
@@ -61,6 +66,8 @@ async function app (fastify: FastifyInstance, opts: AppOptions): Promise<void> {
   const startupTimeoutMs = config.STARTUP_TIMEOUT * 1000
   await fastify.register(dbPlugin, { databaseUrl: config.DATABASE_URL, poolSize: config.DATABASE_POOL_SIZE, startupTimeoutMs })
   await fastify.register(redisPlugin, { url: config.withoutRedis ? undefined : config.REDIS_URL, keyPrefix: config.REDIS_KEY_PREFIX, startupTimeoutMs })
+  // After the database and Redis: its queue may still use them when the app closes.
+  await fastify.register(mailPlugin, { smtpUrl: config.SMTP_URL, from: config.MAIL_FROM, templatesDir: config.MAIL_TEMPLATES_DIR })
   await fastify.register(revocationPlugin, { accessTtlSeconds: config.ACCESS_TOKEN_TTL })
   await fastify.register(authPlugin, {
     secret: config.jwtKey,
@@ -99,6 +106,11 @@ async function app (fastify: FastifyInstance, opts: AppOptions): Promise<void> {
     refreshRateLimit: config.REFRESH_RATE_LIMIT,
     purgeIntervalMs: opts.purgeIntervalMs
   })
+  await fastify.register(recoveryPlugin, {
+    accountLimit: config.RECOVERY_ACCOUNT_LIMIT,
+    appUrl: config.APP_URL,
+    purgeIntervalMs: opts.purgeIntervalMs
+  })
   await fastify.register(webauthnPlugin, {
     rpId: config.WEBAUTHN_RP_ID,
     origins: config.webauthnOrigins,
@@ -109,7 +121,11 @@ async function app (fastify: FastifyInstance, opts: AppOptions): Promise<void> {
   await fastify.register(oauthPlugin, { issuer: config.JWT_ISSUER, audience: config.JWT_AUDIENCE })
   await fastify.register(securityPlugin, { corsOrigins: config.corsOrigins, rateLimitClients: opts.rateLimitClients })
   await fastify.register(swaggerPlugin)
+}
 
+async function app (fastify: FastifyInstance, opts: AppOptions): Promise<void> {
+  await services(fastify, opts)
+  const { config } = opts
   if (config.ADMIN_USERNAME !== undefined && config.ADMIN_PASSWORD !== undefined) {
     const admin = await fastify.users.ensureAdmin(config.ADMIN_USERNAME, config.ADMIN_PASSWORD)
     if (admin === 'created') {
@@ -126,6 +142,7 @@ async function app (fastify: FastifyInstance, opts: AppOptions): Promise<void> {
   await fastify.register(wellKnownRoutes)
   await fastify.register(authRoutes, { prefix: '/auth' })
   await fastify.register(verifyRoutes, { prefix: '/auth' })
+  await fastify.register(recoveryRoutes, { prefix: '/auth' })
   await fastify.register(mfaRoutes, { prefix: '/auth/mfa' })
   await fastify.register(webauthnRoutes, { prefix: '/auth/webauthn' })
   await fastify.register(userRoutes, { prefix: '/users' })

@@ -22,6 +22,11 @@ export const MfaRequired = createError('AUTH_MFA_REQUIRED', '%s', 403)
 /** A wrong second-factor code where the step cannot go on without a right one (enrolment). */
 export const InvalidCode = createError('AUTH_INVALID_CODE', 'Wrong code: enter the one the authenticator app shows now', 400)
 export const TooManyRequests = createError('AUTH_TOO_MANY_REQUESTS', '%s', 429)
+/** A password-reset or email-verification token that is unknown, used, expired or superseded. */
+export const InvalidRecoveryToken = createError('AUTH_INVALID_RECOVERY_TOKEN', 'Invalid or expired token', 400)
+/** The password is a temporary one an admin set: the login hands out a reset token instead of tokens. */
+export const PasswordChangeRequired = createError('AUTH_PASSWORD_CHANGE_REQUIRED',
+  'This password was set by an admin and must be changed: choose a new one with POST /auth/password/reset and the reset_token', 403)
 /** A feature this deployment has not been configured for (the message names the setting). */
 export const NotConfigured = createError('AUTH_NOT_CONFIGURED', '%s', 501)
 const UnavailableError = createError('AUTH_UNAVAILABLE', 'Service temporarily unavailable, try again', 503)
@@ -37,7 +42,8 @@ export const ERROR_CODES = [
   'AUTH_INVALID_TOKEN', 'AUTH_MISSING_TOKEN', 'AUTH_BAD_CREDENTIALS', 'AUTH_UNAUTHORIZED',
   'AUTH_FORBIDDEN', 'AUTH_NOT_FOUND', 'AUTH_CONFLICT', 'AUTH_TOO_MANY_REQUESTS', 'AUTH_UNAVAILABLE',
   'AUTH_BAD_CURSOR', 'AUTH_WEAK_PASSWORD', 'AUTH_WRONG_PASSWORD', 'AUTH_INVALID_CLIENT', 'AUTH_NOT_CONFIGURED',
-  'AUTH_MFA_REQUIRED', 'AUTH_INVALID_CODE', 'AUTH_PASSKEY_REJECTED',
+  'AUTH_MFA_REQUIRED', 'AUTH_INVALID_CODE', 'AUTH_PASSKEY_REJECTED', 'AUTH_PASSWORD_CHANGE_REQUIRED',
+  'AUTH_INVALID_RECOVERY_TOKEN',
   'FST_ERR_VALIDATION', 'FST_ERR_CTP_INVALID_JSON_BODY', 'FST_ERR_CTP_EMPTY_JSON_BODY',
   'FST_ERR_CTP_INVALID_MEDIA_TYPE', 'FST_ERR_CTP_BODY_TOO_LARGE', 'FST_ERR_BAD_URL'
 ] as const
@@ -58,6 +64,14 @@ declare module 'fastify' {
     /** The `code` of the error this reply answers with, for the request's log line. */
     errorCode?: string
   }
+}
+
+/**
+ * A 4xx whose body also carries what the client needs for its next step (a token for it):
+ * the error handler adds `fields` to the body and sends it with `Cache-Control: no-store`.
+ */
+export function withFields<E extends Error> (err: E, fields: Record<string, string | string[]>): E {
+  return Object.assign(err, { fields })
 }
 
 /** A 429 that tells the client when to try again (the error handler sends Retry-After). */
@@ -136,5 +150,11 @@ export function errorHandler (this: unknown, err: FastifyError, request: Fastify
   }
   // For the request's log line (the reason of a 4xx from auth, or AUTH_UNAVAILABLE).
   reply.errorCode = code
+  const { fields } = err as { fields?: Record<string, unknown> }
+  if (fields !== undefined && status < 500) {
+    reply.header('cache-control', 'no-store')
+    reply.code(status).send({ statusCode: status, error: STATUS_CODES[status] ?? 'Error', message, code, ...fields })
+    return
+  }
   reply.code(status).send({ statusCode: status, error: STATUS_CODES[status] ?? 'Error', message, code })
 }

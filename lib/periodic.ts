@@ -1,4 +1,5 @@
 // Background jobs that run inside the service (no cron outside it).
+import type { FastifyInstance } from 'fastify'
 
 /**
  * Runs `step` (a purge of at most `batch` rows, answering how many it deleted) until a
@@ -30,4 +31,19 @@ export function periodic (ms: number, job: () => Promise<unknown>, onError: (err
     clearInterval(timer)
     await running
   }
+}
+
+/**
+ * A plugin's periodic purge: `purge()` every `every` ms (0: never) on this instance, its
+ * count logged when it deleted something, a failure logged and tried again next time,
+ * stopped when the app closes. Every instance may run it: purges delete in batches that
+ * skip the rows another instance is deleting.
+ */
+export function purgeEvery (fastify: FastifyInstance, every: number, what: string, purge: () => Promise<number>): void {
+  if (every <= 0) return
+  const stop = periodic(every, async () => {
+    const n = await purge()
+    if (n > 0) fastify.log.info({ purged: n }, `${what} purged`)
+  }, (err) => fastify.log.warn({ err: { message: err.message } }, `${what} purge failed`))
+  fastify.addHook('onClose', async () => await stop())
 }

@@ -5,10 +5,14 @@ export const AuditType = Type.Union([
   'register', 'login', 'login_failed', 'login_locked', 'logout', 'logout_all', 'refresh_reuse',
   'role_changed', 'password_changed', 'user_disabled', 'user_enabled', 'user_deleted',
   'session_revoked', 'rate_limited', 'client_created', 'client_deleted', 'client_secret_rotated',
-  'password_change_failed', 'lockout_cleared', 'client_updated', 'ssf_stream_created', 'ssf_stream_updated',
+  'password_change_failed', 'lockout_cleared', 'password_reset_requested', 'password_reset',
+  'email_changed', 'email_verified', 'client_updated', 'ssf_stream_created', 'ssf_stream_updated',
   'ssf_stream_deleted', 'mfa_challenge', 'mfa_failed', 'mfa_locked', 'mfa_enabled',
   'mfa_disabled', 'mfa_reset', 'mfa_recovery_used', 'mfa_recovery_regenerated', 'mfa_change_failed',
-  'passkey_added', 'passkey_removed', 'passkey_cloned'
+  'passkey_added', 'passkey_removed', 'passkey_cloned',
+  // Administration (issue 16): an account an admin or the operator created, a temporary
+  // password set, a login refused until it is changed, a wrong password when deleting oneself.
+  'user_created', 'password_set', 'password_change_required', 'account_delete_failed'
 ].map((t) => Type.Literal(t)))
 export type AuditType = Static<typeof AuditType>
 

@@ -1,6 +1,6 @@
 import { Type, type Static, type TSchema } from '@sinclair/typebox'
 import { NO_NUL, ref, Role } from './common.js'
-import { Username } from './users.js'
+import { Email, EMAIL_PATTERN, Username } from './users.js'
 
 // A username is looked up only in the form registration accepts (ASCII letters, digits,
 // `_ . -`): PostgreSQL's lower() and JavaScript's toLowerCase() agree on exactly these, so
@@ -8,20 +8,31 @@ import { Username } from './users.js'
 // (İ, which PostgreSQL folds to i) is a 400 instead of a second counter for the same account.
 const LoginUsername = Type.String({ minLength: Username.minLength, maxLength: Username.maxLength, pattern: Username.pattern, example: 'alice', description: 'Matched without regard to case' })
 
+// Login takes the username or, once verified, the email (which always holds an `@`, which
+// no username does). ASCII both, for the reason above.
+const LoginName = Type.String({
+  minLength: Username.minLength,
+  maxLength: Email.maxLength,
+  pattern: `^([A-Za-z0-9_.-]{${Username.minLength},${Username.maxLength}}|${EMAIL_PATTERN.slice(1, -1)})$`,
+  example: 'alice',
+  description: 'The username (matched without regard to case), or the account\'s verified email'
+})
+
 // 8–128 characters, every one counts (argon2 hashes the whole string); no NUL bytes.
 // The upper bound keeps a hostile client from buying a slow hash with a huge password.
 export const Password = Type.String({ minLength: 8, maxLength: 128, pattern: NO_NUL, example: 'correct horse battery' })
 
 export const Credentials = Type.Object({
   username: Username,
-  password: Password
-}, { $id: 'Credentials', description: 'A new account\'s username and password' })
+  password: Password,
+  email: Type.Optional({ ...Email, description: 'Optional, unique without regard to case; it starts unverified and gets a verification mail' })
+}, { $id: 'Credentials', description: 'A new account\'s username, password and (optional) email' })
 export type Credentials = Static<typeof Credentials>
 
 // OAuth 2.0 password grant (RFC 6749 §4.3.2), as Swagger UI's Authorize sends it.
 export const PasswordGrant = Type.Object({
   grant_type: Type.Optional(Type.Literal('password')),
-  username: LoginUsername,
+  username: LoginName,
   password: Type.String({ minLength: 1, maxLength: 128, pattern: NO_NUL }),
   scope: Type.Optional(Type.String({ maxLength: 256 })),
   client_id: Type.Optional(Type.String({ maxLength: 256 }))
@@ -32,7 +43,7 @@ export const PasswordGrant = Type.Object({
 })
 
 export const LoginBody = Type.Object({
-  username: LoginUsername,
+  username: LoginName,
   password: Type.String({ minLength: 1, maxLength: 128, pattern: NO_NUL })
 }, { $id: 'LoginBody', example: { username: 'alice', password: 'correct horse battery' } })
 export type LoginBody = Static<typeof LoginBody>
@@ -73,6 +84,48 @@ export const ChangeRoleBody = Type.Object({
   role: ref(Role)
 }, { $id: 'ChangeRoleBody', example: { username: 'alice', role: 'admin' } })
 
+export const CreateUserBody = Type.Object({
+  username: Username,
+  password: Password,
+  role: Type.Optional(ref(Role)),
+  email: Type.Optional({ ...Email, description: 'Optional, unique without regard to case; it starts unverified and gets a verification mail' })
+}, {
+  $id: 'CreateUserBody',
+  description: 'A new account: the password follows the rules of registration; the role is `user` unless given; an email starts unverified',
+  example: { username: 'bob', password: 'correct horse battery', role: 'user', email: 'bob@example.com' }
+})
+export type CreateUserBody = Static<typeof CreateUserBody>
+
+export const SetPasswordBody = Type.Object({
+  password: Password
+}, {
+  $id: 'SetPasswordBody',
+  description: 'A temporary password: the user must choose a new one at the next login',
+  example: { password: 'temporary horse battery' }
+})
+
+export const DeleteMeBody = Type.Object({
+  password: Type.String({ minLength: 1, maxLength: 128 })
+}, { $id: 'DeleteMeBody', description: 'The current password, to confirm', example: { password: 'correct horse battery' } })
+
+export const PasswordChangeRequired = Type.Object({
+  statusCode: Type.Literal(403),
+  error: Type.Literal('Forbidden'),
+  message: Type.String(),
+  code: Type.Literal('AUTH_PASSWORD_CHANGE_REQUIRED'),
+  reset_token: Type.String({ description: 'Single use, short-lived: POST it with a new password to /auth/password/reset' })
+}, {
+  $id: 'PasswordChangeRequired',
+  description: 'The password was right, but an admin set it: no session starts until the user chooses a new one',
+  example: {
+    statusCode: 403,
+    error: 'Forbidden',
+    message: 'This password was set by an admin and must be changed: choose a new one with POST /auth/password/reset and the reset_token',
+    code: 'AUTH_PASSWORD_CHANGE_REQUIRED',
+    reset_token: 'Jm3sQk9vX2c4ZbT8yLw0pNq7RfU1eHd6GaVoKiCtY5s'
+  }
+})
+
 export const ChangePasswordBody = Type.Object({
   currentPassword: Type.String({ minLength: 1, maxLength: 128 }),
   newPassword: Password
@@ -101,4 +154,4 @@ export type Session = Static<typeof Session>
 
 /** The shared schemas of this file, added once with addSchema (schemas/index.ts). */
 export const authSchemas: TSchema[] = [Credentials, LoginBody, PasswordGrant, TokenPair, RefreshBody, Me,
-  ChangeRoleBody, ChangePasswordBody, Session]
+  ChangeRoleBody, ChangePasswordBody, Session, CreateUserBody, SetPasswordBody, DeleteMeBody, PasswordChangeRequired]

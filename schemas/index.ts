@@ -9,9 +9,11 @@ import { healthSchemas } from './health.js'
 import { wellKnownSchemas } from './well-known.js'
 import { clientSchemas } from './clients.js'
 import { oauthSchemas } from './oauth.js'
+import { recoverySchemas } from './recovery.js'
 import { ssfSchemas } from './ssf.js'
 import { mfaSchemas } from './mfa.js'
 import { webauthnSchemas } from './webauthn.js'
 
 export const sharedSchemas: TSchema[] = [...commonSchemas, ...userSchemas, ...authSchemas, ...auditSchemas,
-  ...healthSchemas, ...wellKnownSchemas, ...clientSchemas, ...oauthSchemas, ...ssfSchemas, ...mfaSchemas, ...webauthnSchemas]
+  ...healthSchemas, ...wellKnownSchemas, ...clientSchemas, ...oauthSchemas, ...recoverySchemas, ...ssfSchemas, ...mfaSchemas,
+  ...webauthnSchemas]

@@ -59,9 +59,10 @@ export const OAuthMfaRequired = Type.Object({
 })
 export type OAuthMfaRequired = Static<typeof OAuthMfaRequired>
 
-export const LoginMfaRequired = Type.Union([Type.Ref('MfaRequired'), Type.Ref('OAuthMfaRequired')], {
-  $id: 'LoginMfaRequired',
-  description: '`MfaRequired` for a JSON login, `OAuthMfaRequired` for the password grant (a form)'
+/** Login's 403: a second factor is needed, or (issue 16) a temporary password must be changed first. */
+export const LoginForbidden = Type.Union([Type.Ref('MfaRequired'), Type.Ref('OAuthMfaRequired'), Type.Ref('PasswordChangeRequired')], {
+  $id: 'LoginForbidden',
+  description: '`MfaRequired` (JSON) or `OAuthMfaRequired` (the password grant, a form) when the user has a second factor; `PasswordChangeRequired` when the password is a temporary one an admin set (checked first)'
 })
 
 const TotpCode = Type.String({ pattern: '^[0-9]{6}$', description: 'The 6 digits the authenticator app shows now', example: '123456' })
@@ -109,5 +110,5 @@ export const MfaVerifyBody = Type.Object({
 export type MfaVerifyBody = Static<typeof MfaVerifyBody>
 
 /** The shared schemas of this file, added once with addSchema (schemas/index.ts). */
-export const mfaSchemas: TSchema[] = [MfaRequired, OAuthMfaRequired, LoginMfaRequired, TotpEnrolment, TotpConfirmBody,
+export const mfaSchemas: TSchema[] = [MfaRequired, OAuthMfaRequired, LoginForbidden, TotpEnrolment, TotpConfirmBody,
   RecoveryCodes, PasswordConfirmation, MfaVerifyBody]

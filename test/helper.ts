@@ -133,6 +133,8 @@ export async function build (t: Teardown, ctx: TestContext, overrides: Overrides
     LOGIN_RATE_LIMIT: 10_000,
     REGISTER_RATE_LIMIT: 10_000,
     LOCKOUT_THRESHOLD: 10_000,
+    RECOVERY_RATE_LIMIT: 10_000,
+    RECOVERY_ACCOUNT_LIMIT: 10_000,
     // No refresh grace unless a test asks for it: a used refresh token presented again is
     // theft at once (test/routes/refresh.test.ts covers the grace).
     REFRESH_REUSE_INTERVAL: 0,

@@ -64,6 +64,16 @@ export const EnvSchema = Type.Object({
   ARGON2_TIME_COST: Type.Integer({ minimum: 1, default: 2 }),
   ARGON2_PARALLELISM: Type.Integer({ minimum: 1, maximum: 16, default: 1 }),
   AUDIT_RETENTION_DAYS: PositiveInt(365, 'audit events older than this many days are deleted'),
+  // Outgoing mail (plugins/external/mail.ts): smtp:// or smtps://, credentials in the URL.
+  // Unset: the flows that send mail answer 501.
+  SMTP_URL: Type.Optional(Type.String()),
+  MAIL_FROM: Type.Optional(Type.String({ minLength: 3, maxLength: 320, pattern: '^[^\\r\\n]+$' })),
+  // A directory whose templates (password-reset.txt, .html, email-verify.txt, .html) replace the built-in ones.
+  MAIL_TEMPLATES_DIR: Type.Optional(Type.String({ minLength: 1 })),
+  // The web app that opens the links in mails: `${APP_URL}/reset-password?token=…`.
+  APP_URL: Type.Optional(Type.String({ pattern: '^https?://[^\\s?#]+$' })),
+  RECOVERY_RATE_LIMIT: PositiveInt(5, 'password-reset and email requests per minute per client IP'),
+  RECOVERY_ACCOUNT_LIMIT: PositiveInt(3, 'recovery mails per hour per account'),
   // Security events (plugins/app/events/): the key that signs them when access tokens use
   // HS256, where the advertised endpoints are, and how the outbox is delivered and kept.
   SSF_PRIVATE_KEY: Type.Optional(Type.String()),
@@ -210,6 +220,19 @@ const URL_PROTOCOLS: Record<string, string[]> = {
   REDIS_URL: ['redis:', 'rediss:']
 }
 
+/** SMTP_URL is smtp:// or smtps:// with a host; the message never repeats it (credentials). */
+function smtpUrlCheck (value: string): void {
+  let url: URL
+  try {
+    url = new URL(value)
+  } catch {
+    throw new ConfigError('Invalid configuration: SMTP_URL is not a valid URL')
+  }
+  if (!['smtp:', 'smtps:'].includes(url.protocol) || url.hostname === '') {
+    throw new ConfigError('Invalid configuration: SMTP_URL must be smtp://host:port or smtps://host:port (user and password in the URL when the server needs them)')
+  }
+}
+
 /** The content of a *_FILE, without the line end an editor or `echo` leaves at its end. */
 function readSecretFile (variable: string, path: string): string {
   try {
@@ -253,7 +276,7 @@ export function loadConfig (env: Record<string, string | number | boolean | unde
   const first = Value.Errors(EnvSchema, converted).First()
   if (first) {
     const name = first.path.replace(/^\//, '') || 'environment'
-    const shown = ['JWT_SECRET', 'JWT_PRIVATE_KEY', 'SSF_PRIVATE_KEY', 'ADMIN_PASSWORD', 'MFA_ENCRYPTION_KEY'].includes(name) ? '' : ` (got ${JSON.stringify(raw[name])})`
+    const shown = ['JWT_SECRET', 'JWT_PRIVATE_KEY', 'SSF_PRIVATE_KEY', 'ADMIN_PASSWORD', 'SMTP_URL', 'MFA_ENCRYPTION_KEY'].includes(name) ? '' : ` (got ${JSON.stringify(raw[name])})`
     throw new ConfigError(`Invalid configuration: ${name} ${problem(first.schema, first.message)}${shown}`)
   }
   const cfg = converted as Static<typeof EnvSchema>
@@ -332,6 +355,11 @@ export function loadConfig (env: Record<string, string | number | boolean | unde
     if (metrics > 65535) throw new ConfigError(`Invalid configuration: METRICS_PORT must be a port (1-65535), 0 or off (got "${cfg.METRICS_PORT}")`)
     if (metrics === cfg.PORT) throw new ConfigError('Invalid configuration: METRICS_PORT must differ from PORT (leave it unset to serve /metrics on PORT)')
   }
+
+  if ((cfg.SMTP_URL === undefined) !== (cfg.MAIL_FROM === undefined)) {
+    throw new ConfigError('Invalid configuration: SMTP_URL and MAIL_FROM must be set together')
+  }
+  if (cfg.SMTP_URL !== undefined) smtpUrlCheck(cfg.SMTP_URL)
 
   const corsOrigins = cfg.CORS_ORIGINS.split(',').map((o) => o.trim()).filter((o) => o !== '')
   for (const origin of corsOrigins) {

@@ -16,6 +16,7 @@ export default fp(async function swaggerPlugin (fastify) {
       },
       tags: [
         { name: 'auth', description: 'Sign in, tokens and sessions' },
+        { name: 'recovery', description: 'Password reset and email verification (mail over SMTP)' },
         { name: 'mfa', description: 'Second factors: TOTP, recovery codes, and the second step of a login' },
         { name: 'admin', description: 'Administration (role admin)' },
         { name: 'passkeys', description: 'WebAuthn passkeys: register, sign in without a password or as a second factor, list and delete' },

@@ -1,17 +1,27 @@
 // /auth: registration, login, refresh, the caller's identity and sessions, change-role.
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { Type } from '@sinclair/typebox'
-import { bearer, errors, IdParams, ref } from '../../schemas/common.js'
+import { bearer, errors, IdParams, ref, type HttpError } from '../../schemas/common.js'
 import {
-  ChangePasswordBody, ChangeRoleBody, Credentials, LoginBody, Me, PasswordGrant, RefreshBody, Session
+  ChangePasswordBody, ChangeRoleBody, Credentials, DeleteMeBody, LoginBody, Me, PasswordGrant, RefreshBody, Session
 } from '../../schemas/auth.js'
-import { LoginMfaRequired } from '../../schemas/mfa.js'
+import { LoginForbidden } from '../../schemas/mfa.js'
 import { User } from '../../schemas/users.js'
 import { auditContext } from '../../plugins/app/audit/audit-service.js'
 import { clientMeta, tokenPair, tokenResponse } from './token-pair.js'
 
+/**
+ * The outcomes of a route the caller's own password guards (UserService.checkPassword):
+ * a wrong one is 403 and counts toward the lockout; the one that reaches it ends the session.
+ */
+const ownPassword = (what: string): Array<[number, string, Partial<HttpError>?]> => [
+  [401, `No valid token, or too many wrong ${what}s in a row: this session has ended`],
+  [403, `The ${what} is wrong; nothing changed`, { code: 'AUTH_WRONG_PASSWORD', message: 'Current password is wrong' }],
+  [429, 'Too many wrong passwords from this client, or too many requests; see Retry-After']
+]
+
 const routes: FastifyPluginAsyncTypebox = async function (fastify) {
-  const { users, sessions, tokens, authenticate, requireRole, config } = fastify
+  const { users, sessions, tokens, recovery, authenticate, requireRole, config } = fastify
   const perMinute = (max: number) => ({ rateLimit: { max, timeWindow: 60_000 } })
 
   fastify.post('/register', {
@@ -20,15 +30,18 @@ const routes: FastifyPluginAsyncTypebox = async function (fastify) {
       tags: ['auth'],
       operationId: 'register',
       summary: 'Create an account (role user; a role in the body is ignored)',
-      description: 'Usernames are 3–32 characters of `A–Z a–z 0–9 _ . -`, unique without regard to case and kept as registered. Passwords are 8–128 characters, every one counts. Rate-limited per client IP.',
+      description: 'Usernames are 3–32 characters of `A–Z a–z 0–9 _ . -`, unique without regard to case and kept as registered. Passwords are 8–128 characters, every one counts. An email is optional, unique without regard to case; it starts unverified and, with mail configured, gets a verification mail. Rate-limited per client IP.',
       body: ref(Credentials),
       response: {
         201: ref(User, 'The new account, role user'),
-        ...errors(400, [409, 'The username is taken (in any case)'], 413, 415, 429, 503)
+        ...errors(400, [409, 'The username is taken (in any case), or the email is another account\'s'], 413, 415, 429, 503)
       }
     }
   }, async function (request, reply) {
-    const user = await users.register(request.body.username, request.body.password, 'user', auditContext(request))
+    const { username, password, email } = request.body
+    const user = await users.register(username, password, 'user', auditContext(request), email ?? null)
+    // A given email gets its verification mail after this answer (none without SMTP_URL).
+    recovery.sendVerification(user)
     return reply.code(201).header('cache-control', 'no-store').send(user)
   })
 
@@ -39,7 +52,8 @@ const routes: FastifyPluginAsyncTypebox = async function (fastify) {
       operationId: 'login',
       summary: 'Sign in: JSON credentials, or the OAuth 2.0 password grant as a form',
       description: 'Returns an OAuth 2.0 token pair (RFC 6749 §5.1, `Cache-Control: no-store`). The form body is the password grant, the `tokenUrl` of the `oauth2` security scheme. An unknown user, a wrong password and a disabled user get the same 401. Rate-limited per client IP; failures in a row lock the username for that client for a while, and many failures from all clients throttle it for clients the user has not signed in from (429 with Retry-After; see the README\'s security section). ' +
-        'A user with a second factor gets 403 `AUTH_MFA_REQUIRED` with an `mfa_token` instead of tokens (for the form, in OAuth 2.0 error form): POST it to /auth/mfa/verify with a code.',
+        'A user with a second factor gets 403 `AUTH_MFA_REQUIRED` with an `mfa_token` instead of tokens (for the form, in OAuth 2.0 error form): POST it to /auth/mfa/verify with a code. ' +
+        'A right password that is a temporary one an admin set gets 403 `AUTH_PASSWORD_CHANGE_REQUIRED` with a `reset_token` instead, before any second factor is asked: POST it with a new password to /auth/password/reset, then sign in with that (and the second factor, if the user has one).',
       body: {
         content: {
           'application/json': { schema: ref(LoginBody) },
@@ -51,8 +65,8 @@ const routes: FastifyPluginAsyncTypebox = async function (fastify) {
         ...errors(400, [401, 'Wrong username or password, or the user is disabled (one answer for all three)',
           { code: 'AUTH_BAD_CREDENTIALS', message: 'Invalid username or password' }], 413, 415, 429, 503),
         403: {
-          ...ref(LoginMfaRequired, 'The password was right and the user has a second factor: POST the `mfa_token` to /auth/mfa/verify with a code'),
-          headers: { 'cache-control': { type: 'string', enum: ['no-store'], description: 'The `mfa_token` is never cached' } }
+          ...ref(LoginForbidden, 'The password was right, but no session yet: the user has a second factor (`AUTH_MFA_REQUIRED`: POST the `mfa_token` to /auth/mfa/verify with a code), or the password is a temporary one an admin set (`AUTH_PASSWORD_CHANGE_REQUIRED`: choose a new password with the `reset_token` at /auth/password/reset)'),
+          headers: { 'cache-control': { type: 'string', enum: ['no-store'], description: 'It carries a token (`mfa_token` or `reset_token`): never cached' } }
         }
       }
     }
@@ -192,13 +206,33 @@ const routes: FastifyPluginAsyncTypebox = async function (fastify) {
       body: ref(ChangePasswordBody),
       response: {
         204: Type.Null({ description: 'Changed; sign in again with the new password' }),
-        ...errors(400, [401, 'No valid token, or too many wrong current passwords in a row: this session has ended'],
-          [403, 'The current password is wrong; nothing changed', { code: 'AUTH_WRONG_PASSWORD', message: 'Current password is wrong' }], 413, 415,
-          [429, 'Too many wrong passwords from this client, or too many requests; see Retry-After'], 503)
+        ...errors(400, ...ownPassword('current password'), 413, 415, 503)
       }
     }
   }, async function (request, reply) {
     await users.changePassword(request.user.sub, request.body.currentPassword, request.body.newPassword, auditContext(request))
+    return reply.code(204).send(null)
+  })
+
+  fastify.delete('/me', {
+    onRequest: [authenticate],
+    // As change-password: a stolen access token must not make an unlimited password oracle.
+    config: perMinute(config.LOGIN_RATE_LIMIT),
+    schema: {
+      tags: ['auth'],
+      security: bearer,
+      operationId: 'deleteMe',
+      summary: 'Delete the signed-in user\'s own account; every session ends',
+      description: 'The password confirms it. A wrong one counts toward the username\'s lockout like a failed login, as in change-password; the one that reaches `LOCKOUT_THRESHOLD` in a row ends the session in use (401). The last active admin cannot delete itself (409). Audited as `user_deleted` (the user as actor and subject).',
+      body: ref(DeleteMeBody),
+      response: {
+        204: Type.Null({ description: 'Deleted: the account is gone and its tokens stop working at once' }),
+        ...errors(400, ...ownPassword('password'), [409, 'The caller is the last active admin', { message: 'The last admin cannot be demoted, disabled or deleted' }],
+          413, 415, 503)
+      }
+    }
+  }, async function (request, reply) {
+    await users.deleteOwn(request.user.sub, request.body.password, auditContext(request))
     return reply.code(204).send(null)
   })
 }

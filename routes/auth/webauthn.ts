@@ -10,6 +10,7 @@ import {
   Passkey, PasskeyAssertion, PasskeyCreationOptions, PasskeyRegistration, PasskeyRegistrationStart,
   PasskeyRequestOptions, PasskeySignInStart
 } from '../../schemas/webauthn.js'
+import { PasswordChangeRequired } from '../../schemas/auth.js'
 import { auditContext } from '../../plugins/app/audit/audit-service.js'
 import type { Caller } from '../../plugins/app/webauthn/webauthn-service.js'
 import { clientMeta, tokenPair, tokenResponse } from './token-pair.js'
@@ -92,12 +93,16 @@ const routes: FastifyPluginAsyncTypebox = async function (fastify) {
       tags: ['passkeys'],
       operationId: 'passkeySignIn',
       summary: 'Sign in with a passkey: the credential\'s toJSON() from navigator.credentials.get()',
-      description: 'The challenge in the assertion says which ceremony it answers. Returns an OAuth 2.0 token pair whose access token has `amr` `["hwk"]` (a key bound to its device) or `["swk"]` (a synced passkey), or `["pwd", "hwk"|"swk"]` as a second factor. A signature counter that did not move forward (a cloned key) deletes the passkey and ends the sessions it started. Rate-limited per client IP.',
+      description: 'The challenge in the assertion says which ceremony it answers. Returns an OAuth 2.0 token pair whose access token has `amr` `["hwk"]` (a key bound to its device) or `["swk"]` (a synced passkey), or `["pwd", "hwk"|"swk"]` as a second factor. While the user\'s password is a temporary one an admin set, a passwordless sign-in gets 403 `AUTH_PASSWORD_CHANGE_REQUIRED` with a `reset_token` instead, as the password login does. A signature counter that did not move forward (a cloned key) deletes the passkey and ends the sessions it started. Rate-limited per client IP.',
       body: ref(PasskeyAssertion),
       response: {
         200: tokenResponse('Signed in: an access token and a single-use refresh token'),
         ...errors(400, [401, 'The assertion was refused (one answer for every reason: unknown credential, used or expired challenge, wrong origin, bad signature, cloned key, disabled user)',
-          { code: 'AUTH_UNAUTHORIZED', message: 'Passkey sign-in failed' }], 413, 415, 429, 503)
+          { code: 'AUTH_UNAUTHORIZED', message: 'Passkey sign-in failed' }], 413, 415, 429, 503),
+        403: {
+          ...ref(PasswordChangeRequired, 'The passkey was right, but the user\'s password is a temporary one an admin set: no session until the user chooses a new password with the `reset_token` at /auth/password/reset'),
+          headers: { 'cache-control': { type: 'string', enum: ['no-store'], description: 'It carries a token: never cached' } }
+        }
       }
     }
   }, async function (request, reply) {

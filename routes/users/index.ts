@@ -3,10 +3,11 @@ import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { Type } from '@sinclair/typebox'
 import { bearer, errors, IdParams, PageQuery, ref } from '../../schemas/common.js'
 import { PatchUserBody, User, UserPage } from '../../schemas/users.js'
+import { CreateUserBody, SetPasswordBody } from '../../schemas/auth.js'
 import { auditContext } from '../../plugins/app/audit/audit-service.js'
 
 const routes: FastifyPluginAsyncTypebox = async function (fastify) {
-  const { users, mfa, authenticate, requireRole } = fastify
+  const { users, recovery, mfa, authenticate, requireRole } = fastify
   fastify.addHook('onRequest', authenticate)
   fastify.addHook('onRequest', requireRole('admin'))
   const security = bearer
@@ -22,6 +23,27 @@ const routes: FastifyPluginAsyncTypebox = async function (fastify) {
     }
   }, async function (request) {
     return await users.list(request.query)
+  })
+
+  fastify.post('', {
+    schema: {
+      tags: ['admin'],
+      operationId: 'createUser',
+      summary: 'Create an account, with the role given (default user)',
+      description: 'The username and password follow the rules of registration; an email starts unverified and, with mail configured, gets a verification mail. The admin\'s authority is checked when the account is written: an admin demoted, or whose session ended, while the request waited creates nothing. Audited as `user_created`.',
+      security,
+      body: ref(CreateUserBody),
+      response: {
+        201: ref(User, 'The new account'),
+        ...errors(400, 401, 403, [409, 'The username is taken (in any case), or the email is another account\'s', { message: 'Username is already taken' }], 413, 415, 503)
+      }
+    }
+  }, async function (request, reply) {
+    const { username, password, role, email } = request.body
+    const user = await users.create(username, password, role ?? 'user', email ?? null, auditContext(request))
+    // As at registration: the verification mail goes after this answer (none without SMTP_URL).
+    recovery.sendVerification(user)
+    return reply.code(201).send(user)
   })
 
   fastify.get('/:id', {
@@ -51,6 +73,25 @@ const routes: FastifyPluginAsyncTypebox = async function (fastify) {
     return await users.update({ id: request.params.id }, request.body, auditContext(request))
   })
 
+  fastify.post('/:id/password', {
+    schema: {
+      tags: ['admin'],
+      operationId: 'setUserPassword',
+      summary: 'Set a temporary password; every session of the user ends, and the user must change it at the next login',
+      description: 'The password follows the rules of registration. Signing in with it answers 403 `AUTH_PASSWORD_CHANGE_REQUIRED` with a `reset_token` for `POST /auth/password/reset`, instead of a session, until the user has chosen a new one. Audited as `password_set`.',
+      security,
+      params: IdParams,
+      body: ref(SetPasswordBody),
+      response: {
+        204: Type.Null({ description: 'Set: the user\'s tokens stop working at once' }),
+        ...errors(400, 401, 403, 404, 413, 415, 503)
+      }
+    }
+  }, async function (request, reply) {
+    await users.setTemporaryPassword({ id: request.params.id }, request.body.password, auditContext(request))
+    return reply.code(204).send(null)
+  })
+
   fastify.delete('/:id/lockout', {
     schema: {
       tags: ['admin'],
@@ -62,7 +103,7 @@ const routes: FastifyPluginAsyncTypebox = async function (fastify) {
       response: { 204: Type.Null({ description: 'Cleared: the user may sign in at once from anywhere' }), ...errors(400, 401, 403, 404, 503) }
     }
   }, async function (request, reply) {
-    await users.clearLockout(request.params.id, auditContext(request))
+    await users.clearLockout({ id: request.params.id }, auditContext(request))
     return reply.code(204).send(null)
   })
 

@@ -74,8 +74,9 @@ t.test('the client type-checks against the generated types, and misuse does not'
   t.ok(program.getSourceFile(join(dir, 'api.d.ts')), 'the generated types were part of the program')
 })
 
-t.test('register → login → me → change-role → refresh → logout through the typed client', async (t) => {
-  const user = { username: ctx.username('Client'), password: PASSWORD }
+t.test('register → login → me → change-role → refresh → create a user → logout through the typed client', async (t) => {
+  const username = ctx.username('Client')
+  const user = { username, password: PASSWORD, email: `${username}@example.com` }
   const admin = { username: ctx.username('admin'), password: PASSWORD }
   await app.users.register(admin.username, admin.password, 'admin')
 
@@ -86,7 +87,7 @@ t.test('register → login → me → change-role → refresh → logout through
   const tokens = { access_token: String, token_type: 'Bearer', expires_in: 900, refresh_token: String }
   const unauthorized = { statusCode: 401, error: 'Unauthorized', message: String }
 
-  t.match(step('register'), { status: 201, body: { id: uuid, username: user.username, role: 'user', disabled: false, createdAt: String } })
+  t.match(step('register'), { status: 201, body: { id: uuid, username: user.username, role: 'user', disabled: false, email: user.email, emailVerified: false, createdAt: String } })
   const id = (step('register').body as { id: string }).id
   t.match(step('register again'), { status: 409, body: { statusCode: 409, error: 'Conflict', message: String } })
   t.match(step('login'), { status: 200, body: tokens, headers: { 'cache-control': 'no-store' } })
@@ -101,10 +102,17 @@ t.test('register → login → me → change-role → refresh → logout through
   t.strictSame(step('me as admin').body, { id, username: user.username, role: 'admin' })
   t.match(step('sessions'), { status: 200, body: [{ id: uuid, createdAt: String, lastUsedAt: String, current: true }] })
   t.match(step('users (admin now)'), { status: 200, body: { items: [{ id: uuid }], nextCursor: String } })
+  t.match(step('create a user (admin)'), { status: 201, body: { id: uuid, username: `${user.username}_n`, role: 'user' } })
+  t.match(step('set a temporary password (admin)'), { status: 204 })
+  t.match(step('login with the temporary password'), {
+    status: 403,
+    body: { statusCode: 403, code: 'AUTH_PASSWORD_CHANGE_REQUIRED', reset_token: String },
+    headers: { 'cache-control': 'no-store' }
+  })
   t.match(step('logout'), { status: 204 })
   t.match(step('me after logout'), { status: 401, body: unauthorized })
   t.match(step('refresh after logout'), { status: 401, body: unauthorized })
-  t.equal(steps.length, 16, 'every step ran')
+  t.equal(steps.length, 19, 'every step ran')
 })
 
 t.test('register → enrol TOTP → login (403 AUTH_MFA_REQUIRED) → verify with a code, through the typed client', async (t) => {

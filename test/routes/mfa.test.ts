@@ -368,6 +368,25 @@ t.test('admins see mfaEnabled, and remove a user\'s second factor: its sessions 
   t.strictSame(rows, [{ actor_id: admin.id }])
 })
 
+t.test('a temporary password is changed first, then the second factor is still asked', async (t) => {
+  const admin = await signUp(app, ctx, { role: 'admin', label: 'admin' })
+  const kai = await signUp(app, ctx)
+  const { secret } = await enrol(app, kai)
+  const set = await app.inject({ method: 'POST', url: `/users/${kai.id}/password`, headers: bearer(admin.access), payload: { password: 'temporary horse staple' } })
+  t.equal(set.statusCode, 204)
+  const refused = await passwordStep(app, kai.username, 'temporary horse staple')
+  t.equal(refused.statusCode, 403)
+  t.match(refused.json(), { code: 'AUTH_PASSWORD_CHANGE_REQUIRED', reset_token: String })
+  t.notOk('mfa_token' in refused.json(), 'no second step is started with a temporary password')
+  const reset = await post(app, '/auth/password/reset', { token: refused.json().reset_token, newPassword: 'kai chose this passphrase' })
+  t.equal(reset.statusCode, 204)
+  const next = await passwordStep(app, kai.username, 'kai chose this passphrase')
+  t.equal(next.statusCode, 403)
+  t.match(next.json(), { code: 'AUTH_MFA_REQUIRED', mfa_token: String }, 'the second factor stays')
+  const signedIn = await verify(app, { mfa_token: next.json().mfa_token, code: code(secret) })
+  t.equal(signedIn.statusCode, 200)
+})
+
 t.test('downstream checks: /auth/verify?amr=otp, and the hot path costs what it did', async (t) => {
   const jay = await signUp(app, ctx)
   const { secret } = await enrol(app, jay)

@@ -139,7 +139,7 @@ t.test('GET /users', async (t) => {
     const body = res.json()
     t.strictSame(Object.keys(body).sort(), ['items', 'nextCursor'])
     for (const u of body.items) {
-      t.strictSame(Object.keys(u).sort(), ['createdAt', 'disabled', 'id', 'mfaEnabled', 'role', 'username'])
+      t.strictSame(Object.keys(u).sort(), ['createdAt', 'disabled', 'email', 'emailVerified', 'id', 'mfaEnabled', 'role', 'username'])
     }
     t.match(body.items.find((u: { id: string }) => u.id === root.id),
       { id: root.id, username: root.username, role: 'admin', disabled: false, createdAt: String })
@@ -207,7 +207,7 @@ t.test('GET /users/:id', async (t) => {
   const user = await signUp(app, ctx)
   const res = await get(root.access, `/users/${user.id}`)
   t.equal(res.statusCode, 200)
-  t.strictSame(Object.keys(res.json()).sort(), ['createdAt', 'disabled', 'id', 'mfaEnabled', 'role', 'username'])
+  t.strictSame(Object.keys(res.json()).sort(), ['createdAt', 'disabled', 'email', 'emailVerified', 'id', 'mfaEnabled', 'role', 'username'])
   t.match(res.json(), { id: user.id, username: user.username, role: 'user', disabled: false, mfaEnabled: false })
   t.equal(new Date(res.json().createdAt).toISOString(), res.json().createdAt)
   t.equal((await get(root.access, `/users/${user.id.toUpperCase()}`)).json().id, user.id, 'the id in any case')
@@ -232,7 +232,7 @@ t.test('PATCH /users/:id', async (t) => {
     const res = await patch(root.access, target.id, { role: 'admin' })
     t.equal(res.statusCode, 200)
     t.match(res.json(), { id: target.id, username: target.username, role: 'admin', disabled: false })
-    t.strictSame(Object.keys(res.json()).sort(), ['createdAt', 'disabled', 'id', 'mfaEnabled', 'role', 'username'])
+    t.strictSame(Object.keys(res.json()).sort(), ['createdAt', 'disabled', 'email', 'emailVerified', 'id', 'mfaEnabled', 'role', 'username'])
     for (const a of [target, laptop]) {
       t.equal((await me(app, a.access)).statusCode, 401, 'access token refused on the next request')
       t.equal((await refresh(a.refresh)).statusCode, 401, 'refresh token refused')

@@ -212,6 +212,27 @@ t.test('a disabled user cannot sign in with a passkey; a deleted one neither', a
   t.equal(await credentialCount(user.id), 0, 'the passkeys went with the user')
 })
 
+t.test('a temporary password an admin set holds for a passkey too: 403 and a reset token, no session, until the user chose one', async (t) => {
+  const admin = await signUp(app, ctx, { role: 'admin' })
+  const user = await signUp(app, ctx)
+  const credential = await register(user)
+  const set = await app.inject({ method: 'POST', url: `/users/${user.id}/password`, headers: bearer(admin.access), payload: { password: 'temporary horse staple' } })
+  t.equal(set.statusCode, 204)
+  const res = await passkeySignIn(credential)
+  t.equal(res.statusCode, 403, 'no session')
+  t.equal(res.headers['cache-control'], 'no-store')
+  t.match(res.json(), { code: 'AUTH_PASSWORD_CHANGE_REQUIRED', reset_token: /^[A-Za-z0-9_-]{43,}$/ })
+  t.notOk('access_token' in res.json())
+  const { rows } = await app.db.query('SELECT count(*)::int AS n FROM sessions WHERE user_id = $1 AND revoked_at IS NULL', [user.id])
+  t.equal(rows[0].n, 0, 'no live session')
+  t.equal((await auditTypes(user.id)).at(-1), 'password_change_required')
+  const reset = await app.inject({ method: 'POST', url: '/auth/password/reset', payload: { token: res.json().reset_token, newPassword: 'a passphrase of my own' } })
+  t.equal(reset.statusCode, 204)
+  const after = await passkeySignIn(credential)
+  t.equal(after.statusCode, 200, 'the passkey signs in once the password is the user\'s own')
+  t.equal((await me(app, after.json().access_token)).statusCode, 200)
+})
+
 t.test('registration: the challenge is the caller\'s session\'s; other sessions end; a cap', async (t) => {
   const alice = await signUp(app, ctx)
   const bob = await signUp(app, ctx)

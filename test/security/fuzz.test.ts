@@ -9,7 +9,9 @@ import { base32Decode, totpCode } from '../../lib/totp.js'
 // ("admin", "__proto__", "' OR 1=1 --"), so everything goes with the database at the end.
 const ctx = await context(t, { ownDatabase: true })
 // Generous limits: the fuzzer must reach the handlers, not the rate limiter.
-const app = await build(t, ctx)
+// With mail (to a port where nothing listens: the mails fail in the background), so that
+// the mail flows are reached too.
+const app = await build(t, ctx, { SMTP_URL: 'smtp://127.0.0.1:1', MAIL_FROM: 'auth@example.com' })
 const user = await signUp(app, ctx)
 const admin = await signUp(app, ctx, { role: 'admin' })
 
@@ -18,7 +20,9 @@ const routes: Array<[string, string]> = [
   ['POST', '/auth/change-role'], ['POST', '/auth/logout-all'], ['GET', '/auth/sessions'],
   ['DELETE', '/auth/sessions/:id'], ['POST', '/auth/change-password'], ['GET', '/users'],
   ['GET', '/users/:id'], ['PATCH', '/users/:id'], ['DELETE', '/users/:id'], ['GET', '/audit'],
-  ['GET', '/health'], ['GET', '/ready'], ['POST', '/auth/mfa/totp'], ['POST', '/auth/mfa/totp/confirm'],
+  ['GET', '/health'], ['GET', '/ready'], ['POST', '/auth/password/forgot'], ['POST', '/auth/password/reset'],
+  ['POST', '/auth/email/verify'], ['PATCH', '/auth/me'], ['POST', '/users'], ['POST', '/users/:id/password'],
+  ['DELETE', '/auth/me'], ['POST', '/auth/mfa/totp'], ['POST', '/auth/mfa/totp/confirm'],
   ['DELETE', '/auth/mfa/totp'], ['POST', '/auth/mfa/recovery-codes'], ['POST', '/auth/mfa/verify'], ['DELETE', '/users/:id/mfa'],
   ['POST', '/auth/webauthn/register/options'], ['POST', '/auth/webauthn/register/verify'], ['POST', '/auth/webauthn/login/options'],
   ['POST', '/auth/webauthn/login/verify'], ['GET', '/auth/webauthn/credentials'], ['DELETE', '/auth/webauthn/credentials/:id']
@@ -34,7 +38,7 @@ const jsonValue = fc.letrec((tie) => ({
   value: fc.oneof({ depthSize: 'small' }, hostileString, fc.integer(), fc.double(), fc.boolean(), fc.constant(null),
     fc.array(tie('value'), { maxLength: 3 }), tie('object')),
   object: fc.dictionary(fc.oneof(hostileString, fc.constantFrom('username', 'password', 'role', 'disabled', 'refresh_token',
-    'currentPassword', 'newPassword', '__proto__', 'constructor', 'prototype', 'id', 'rawId', 'type', 'response',
+    'currentPassword', 'newPassword', 'email', 'token', '__proto__', 'constructor', 'prototype', 'id', 'rawId', 'type', 'response',
     'clientDataJSON', 'attestationObject', 'authenticatorData', 'signature', 'userHandle', 'clientExtensionResults',
     'mfa_token', 'name')), tie('value'), { maxKeys: 5 })
 })).value
@@ -97,6 +101,11 @@ t.test('valid bodies with one field replaced by hostile input never get a 5xx', 
     ['POST', '/auth/change-role', { username: victim.username, role: 'user' }, admin.access],
     ['POST', '/auth/change-password', { currentPassword: 'wrong password!', newPassword: 'another password' }, victim.access],
     ['PATCH', `/users/${victim.id}`, { role: 'user', disabled: false }, admin.access],
+    ['POST', '/auth/password/forgot', { username: victim.username }, undefined],
+    ['POST', '/auth/password/forgot', { email: 'victim@example.com' }, undefined],
+    ['POST', '/auth/password/reset', { token: 'x'.repeat(43), newPassword: 'another password' }, undefined],
+    ['POST', '/auth/email/verify', { token: 'x'.repeat(43) }, undefined],
+    ['PATCH', '/auth/me', { email: `${victim.username}@example.com` }, victim.access],
     ['POST', '/auth/mfa/verify', { mfa_token: await mfaToken(), code: '000000' }, undefined],
     ['POST', '/auth/mfa/verify', { mfa_token: await mfaToken(), recovery_code: 'abcd-efgh-ijkl-mnop' }, undefined],
     ['POST', '/auth/mfa/totp/confirm', { code: '123456' }, victim.access],

@@ -103,8 +103,10 @@ t.test('every route that takes a body answers 400 to a request with none, never 
   for (const [method, url] of withBody) {
     // No payload, no content type: what `curl -X POST` sends.
     const res = await app.inject({ method: method as 'POST', url, headers: bearer(admin.access) })
-    t.equal(res.statusCode, 400, `${method} ${url}`)
-    t.equal(res.json().error, 'Bad Request')
+    // Without an event-signing key the /ssf routes answer 501 before reading any body.
+    const expected = url.startsWith('/ssf/') && !app.events.enabled ? 501 : 400
+    t.equal(res.statusCode, expected, `${method} ${url}`)
+    t.equal(res.json().error, expected === 501 ? 'Not Implemented' : 'Bad Request')
   }
 })
 

@@ -30,6 +30,14 @@ export interface AuditContext {
   ip: string
 }
 
+/**
+ * Who makes a change: a request (its AuditContext), or the operator at the admin command
+ * line, who has no account, session or client address (all null).
+ */
+export interface ChangeContext extends Omit<AuditContext, 'ip'> {
+  ip: string | null
+}
+
 /** The request's audit context: its signed-in user and session (none before authentication) and client IP. */
 export function auditContext (request: FastifyRequest): AuditContext {
   return { actorId: request.user?.sub ?? null, sessionId: request.user?.sid ?? null, ip: clientIp(request) }

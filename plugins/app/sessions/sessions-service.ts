@@ -6,7 +6,7 @@ import type { Session } from '../../../schemas/auth.js'
 import { BadCredentials, NotFound, tooManyRequests, Unauthorized } from '../../../lib/errors.js'
 import type { Db, Queryable } from '../../external/db.js'
 import type { RevocationReason, RevocationService } from '../revocation/revocation-service.js'
-import type { AuditContext, AuditRecord, AuditService } from '../audit/audit-service.js'
+import type { AuditContext, AuditRecord, AuditService, ChangeContext } from '../audit/audit-service.js'
 import type { LockoutService } from '../lockout/lockout-service.js'
 import type { UserService } from '../users/users-service.js'
 import type { FactorCheck, MfaService, MfaTokenRef, PendingLogin } from '../mfa/mfa-service.js'
@@ -80,22 +80,25 @@ export class SessionService {
   ) {}
 
   /**
-   * Checks the credentials and starts a session (one PostgreSQL round trip after argon2);
-   * for a user with a second factor, a login waiting for it instead (`mfa`).
+   * Checks the credentials (`name`: a username, or a verified email) and starts a session
+   * (one PostgreSQL round trip after argon2); for a user with a second factor, a login
+   * waiting for it instead (`mfa`). A temporary password an admin set is refused before
+   * the second factor is asked (verifyLogin: 403 with a reset token); the second factor
+   * stays, and the next login with the new password asks for it.
    */
-  async login (username: string, password: string, meta: ClientMeta): Promise<IssuedSession | { mfa: PendingLogin }> {
-    const { user, passwordHash } = await this.users.verifyLogin(username, password, meta)
+  async login (name: string, password: string, meta: ClientMeta): Promise<IssuedSession | { mfa: PendingLogin }> {
+    const { user, passwordHash } = await this.users.verifyLogin(name, password, meta)
     if (user.mfaEnabled) {
       const pending = await this.mfa.challenge(user.id, passwordHash)
       if (pending !== null) {
         // The password was right, but this client's run of failures goes on until the
         // second factor is too: signing in again does not reset the count of wrong codes.
-        await this.lockout.succeeded(username, meta.ip, { partly: true })
+        await this.lockout.succeeded(user.username, meta.ip, { partly: true })
         await this.audit.record({ ...meta, type: 'mfa_challenge', actorId: user.id, subjectId: user.id, detail: { methods: pending.methods } })
         return { mfa: pending }
       }
     }
-    return await this.start(user.id, passwordHash, meta, ['pwd'], username)
+    return await this.start(user.id, passwordHash, meta, ['pwd'], user.username)
   }
 
   /**
@@ -266,8 +269,11 @@ export class SessionService {
     await this.end(userId, sid, { ...ctx, type: 'logout', subjectId: userId, detail: { sessionId: sid } })
   }
 
-  /** Ends every session of the user; the caller's session must be live when it commits. */
-  async endAll (userId: string, ctx: AuditContext): Promise<void> {
+  /**
+   * Ends every session of the user; the caller's session (none for the operator at the
+   * command line) must be live when it commits.
+   */
+  async endAll (userId: string, ctx: ChangeContext): Promise<void> {
     await this.revocation.revoke(async (client, revoked) => {
       await this.revocation.requireLiveSession(client, userId, ctx.sessionId)
       const revokedAfterUs = await this.repository.revokeAll(userId, client)

@@ -7,31 +7,51 @@ import { epochUs, fromEpochUs } from '../../../lib/sql.js'
 /** A user with its password hash, as the login path needs it. */
 export interface Account extends User {
   passwordHash: string
+  /** The password is a temporary one an admin set (migrations/008): it must be changed. */
+  temporaryPassword: boolean
 }
 
 /** Where a page of users starts: the (created_at in µs, id) of the last user before it. */
 export type UserKey = [createdUs: string, id: string]
 
-const COLUMNS = 'id, username, role, disabled, mfa, created_at'
+const COLUMNS = 'id, username, role, disabled, email, email_verified, mfa, created_at'
 const REVOKED_AFTER_US = epochUs('revoked_after')
 
 function toUser (row: any): User {
-  return { id: row.id, username: row.username, role: row.role, disabled: row.disabled, mfaEnabled: row.mfa, createdAt: row.created_at.toISOString() }
+  return {
+    id: row.id,
+    username: row.username,
+    role: row.role,
+    disabled: row.disabled,
+    email: row.email,
+    emailVerified: row.email_verified,
+    mfaEnabled: row.mfa,
+    createdAt: row.created_at.toISOString()
+  }
+}
+
+/** Which unique value a write collided with. */
+export type Taken = 'username_taken' | 'email_taken'
+
+/** The unique index a unique_violation names (the email's, or else the username's); rethrows anything else. */
+function taken (err: unknown): Taken {
+  const { code, constraint } = err as { code?: string, constraint?: string }
+  if (code !== '23505') throw err // not a unique_violation
+  return constraint === 'users_email_lower_key' ? 'email_taken' : 'username_taken'
 }
 
 export class UsersRepository {
   constructor (private readonly db: Db) {}
 
-  /** The new user, or null when the username is taken (without regard to case). */
-  async insert (username: string, passwordHash: string, role: Role, client: Queryable = this.db): Promise<User | null> {
+  /** The new user (its email, if any, unverified), or which value is taken (without regard to case). */
+  async insert (username: string, passwordHash: string, role: Role, email: string | null = null, client: Queryable = this.db): Promise<User | Taken> {
     try {
       const { rows } = await client.query(
-        `INSERT INTO users (username, password_hash, role) VALUES ($1, $2, $3) RETURNING ${COLUMNS}`,
-        [username, passwordHash, role])
+        `INSERT INTO users (username, password_hash, role, email) VALUES ($1, $2, $3, $4) RETURNING ${COLUMNS}`,
+        [username, passwordHash, role, email])
       return toUser(rows[0])
     } catch (err) {
-      if ((err as { code?: string }).code === '23505') return null // unique_violation
-      throw err
+      return taken(err)
     }
   }
 
@@ -43,11 +63,50 @@ export class UsersRepository {
     return rows.length > 0
   }
 
-  /** The account of a username, matched without regard to case. */
-  async findAccount (username: string, client: Queryable = this.db): Promise<Account | null> {
+  /**
+   * The account of a username, or of a verified email (a name with an `@`, which no
+   * username has), matched without regard to case.
+   */
+  async findAccount (name: string, client: Queryable = this.db): Promise<Account | null> {
+    const where = name.includes('@') ? 'lower(email) = lower($1) AND email_verified' : 'lower(username) = lower($1)'
     const { rows } = await client.query(
-      `SELECT ${COLUMNS}, password_hash FROM users WHERE lower(username) = lower($1)`, [username])
-    return rows.length === 0 ? null : { ...toUser(rows[0]), passwordHash: rows[0].password_hash }
+      `SELECT ${COLUMNS}, password_hash, temporary_password_hash IS NOT DISTINCT FROM password_hash AS temporary
+         FROM users WHERE ${where}`, [name])
+    if (rows.length === 0) return null
+    return { ...toUser(rows[0]), passwordHash: rows[0].password_hash, temporaryPassword: rows[0].temporary }
+  }
+
+  /**
+   * Sets the email (null: none); it starts unverified unless it is the one the user has,
+   * in any case. The user, or 'email_taken'.
+   */
+  async setEmail (id: string, email: string | null, client: Queryable): Promise<User | Taken> {
+    try {
+      const { rows } = await client.query(
+        `UPDATE users SET email = $2, email_verified = email_verified AND lower(email) IS NOT DISTINCT FROM lower($2)
+          WHERE id = $1 RETURNING ${COLUMNS}`, [id, email])
+      return toUser(rows[0])
+    } catch (err) {
+      return taken(err)
+    }
+  }
+
+  /** Marks the user's email verified if it is still `email` (any case); whether it was. */
+  async verifyEmail (id: string, email: string, client: Queryable): Promise<boolean> {
+    const { rowCount } = await client.query(
+      'UPDATE users SET email_verified = true WHERE id = $1 AND lower(email) = lower($2)', [id, email])
+    return rowCount !== 0
+  }
+
+  /**
+   * Sets a new password and ends every session (revoked_after, database clock): a reset
+   * by token, where no current password is checked. The new revoked_after in µs.
+   */
+  async resetPassword (id: string, passwordHash: string, client: Queryable): Promise<string> {
+    const { rows } = await client.query(
+      `UPDATE users SET password_hash = $2, revoked_after = clock_timestamp() WHERE id = $1
+       RETURNING ${REVOKED_AFTER_US} AS ra`, [id, passwordHash])
+    return rows[0].ra
   }
 
   async findById (id: string, client: Queryable = this.db): Promise<User | null> {
@@ -120,6 +179,24 @@ export class UsersRepository {
       `UPDATE users SET password_hash = $2, revoked_after = clock_timestamp() WHERE id = $1 AND password_hash = $3
        RETURNING ${REVOKED_AFTER_US} AS ra`, [id, passwordHash, previous])
     return rows.length === 0 ? null : rows[0].ra
+  }
+
+  /** The user's password is a temporary one an admin set (false for no such user). */
+  async hasTemporaryPassword (id: string, client: Queryable = this.db): Promise<boolean> {
+    const { rows } = await client.query(
+      'SELECT temporary_password_hash IS NOT DISTINCT FROM password_hash AS temporary FROM users WHERE id = $1', [id])
+    return rows.length !== 0 && rows[0].temporary === true
+  }
+
+  /**
+   * Sets a temporary password (an admin's): in force while it is the password, so any later
+   * change ends it. Every session ends (revoked_after); its new value in µs.
+   */
+  async setTemporaryPassword (id: string, passwordHash: string, client: Queryable): Promise<string> {
+    const { rows } = await client.query(
+      `UPDATE users SET password_hash = $2, temporary_password_hash = $2, revoked_after = clock_timestamp()
+        WHERE id = $1 RETURNING ${REVOKED_AFTER_US} AS ra`, [id, passwordHash])
+    return rows[0].ra
   }
 
   /** Ends one session of the user (revoked_at, database clock); false if it had ended already. */

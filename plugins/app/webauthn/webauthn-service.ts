@@ -274,6 +274,8 @@ export class WebAuthnService {
     const started = await this.db.transact(async (client) => {
       await this.repository.shareUser(credential.userId, client)
       if (!await this.repository.use(credential.id, info.newCounter, client)) return 'cloned' as const
+      // A temporary password an admin set holds for a passkey too (the counter still moves).
+      if (await this.users.hasTemporaryPassword(credential.userId, client)) return 'temporary' as const
       try {
         return await this.sessions.start(credential.userId, null, meta, [key], undefined, client, credential.id)
       } catch (err) {
@@ -281,6 +283,7 @@ export class WebAuthnService {
         throw err instanceof BadCredentials ? signInFailed() : err
       }
     })
+    if (started === 'temporary') return await this.users.refuseTemporaryPassword(credential.userId, ctx)
     return started === 'cloned' ? await this.cloned(credential.id, credential.userId, ctx) : started
   }
 

@@ -122,6 +122,24 @@ t.test('every revocation kind sends the right events about the right subject, si
       extra: (ssf) => t.match(ssf[0].claims.events[CREDENTIAL_CHANGE], { credential_type: 'password', change_type: 'update', initiating_entity: 'user' })
     },
     {
+      name: 'temporary password set by an admin',
+      run: async (u) => (await app.inject({ method: 'POST', url: `/users/${u.id}/password`, headers: bearer((await admin()).access), payload: { password: 'temporary horse staple' } })).statusCode,
+      status: 204,
+      events: [CREDENTIAL_CHANGE, SESSION_REVOKED],
+      reason: 'password_changed',
+      session: false,
+      extra: (ssf) => t.match(ssf[0].claims.events[CREDENTIAL_CHANGE], { credential_type: 'password', change_type: 'update', initiating_entity: 'admin' })
+    },
+    {
+      name: 'password reset',
+      run: async (u) => (await app.inject({ method: 'POST', url: '/auth/password/reset', payload: { token: await app.recovery.issueReset(u.id), newPassword: 'another long passphrase' } })).statusCode,
+      status: 204,
+      events: [CREDENTIAL_CHANGE, SESSION_REVOKED],
+      reason: 'password_changed',
+      session: false,
+      extra: (ssf) => t.match(ssf[0].claims.events[CREDENTIAL_CHANGE], { credential_type: 'password', change_type: 'update', initiating_entity: 'user' })
+    },
+    {
       name: 'role change',
       run: async (u) => (await app.inject({ method: 'POST', url: '/auth/change-role', headers: bearer((await admin()).access), payload: { username: u.username, role: 'admin' } })).statusCode,
       status: 200,

@@ -232,6 +232,27 @@ t.test('a production JWT_SECRET must be 256 bits of random material, written as 
   t.ok(loadConfig({ JWT_SECRET: 'test-secret-0123456789-abcdefghijklmnopqrstuvwxyz' }), 'outside production, 32 bytes of anything will do')
 })
 
+t.test('mail: SMTP_URL and MAIL_FROM together, an smtp(s) URL whose credentials are never echoed', async (t) => {
+  t.match(loadConfig({}), { SMTP_URL: undefined, RECOVERY_RATE_LIMIT: 5, RECOVERY_ACCOUNT_LIMIT: 3 })
+  t.match(loadConfig({ SMTP_URL: 'smtp://user:pw@mail.example.com:587', MAIL_FROM: 'Auth <auth@example.com>' }),
+    { SMTP_URL: 'smtp://user:pw@mail.example.com:587', MAIL_FROM: 'Auth <auth@example.com>' })
+  t.ok(loadConfig({ SMTP_URL: 'smtps://mail.example.com', MAIL_FROM: 'auth@example.com' }))
+  const bad: Array<[Record<string, string>, RegExp]> = [
+    [{ SMTP_URL: 'smtp://mail.example.com' }, /^Invalid configuration: SMTP_URL and MAIL_FROM must be set together$/],
+    [{ MAIL_FROM: 'auth@example.com' }, /SMTP_URL and MAIL_FROM must be set together/],
+    [{ SMTP_URL: 'http://user:hunter2-secret@mail.example.com', MAIL_FROM: 'a@b.c' }, /^Invalid configuration: SMTP_URL must be smtp:\/\/host:port or smtps:/],
+    [{ SMTP_URL: 'not a url hunter2-secret', MAIL_FROM: 'a@b.c' }, /^Invalid configuration: SMTP_URL is not a valid URL$/],
+    [{ SMTP_URL: 'smtp://mail.example.com', MAIL_FROM: 'a@b.c\r\nBcc: victim@example.com' }, /^Invalid configuration: MAIL_FROM /],
+    [{ APP_URL: 'ftp://app.example.com' }, /^Invalid configuration: APP_URL /],
+    [{ RECOVERY_ACCOUNT_LIMIT: '0' }, /^Invalid configuration: RECOVERY_ACCOUNT_LIMIT /]
+  ]
+  for (const [env, message] of bad) {
+    const err = t.throws(() => loadConfig(env), ConfigError) as Error
+    t.match(err.message, message, JSON.stringify(env))
+    t.notMatch(err.message, /hunter2/, 'no credentials in the message')
+  }
+})
+
 t.test('WEBAUTHN_RP_ID and WEBAUTHN_ORIGINS: a domain, and origins on it', async (t) => {
   t.match(loadConfig({}), { WEBAUTHN_RP_ID: 'localhost', webauthnOrigins: ['http://localhost:3000'] }, 'the service\'s own origin by default')
   t.strictSame(loadConfig({ PORT: '8080' }).webauthnOrigins, ['http://localhost:8080'])
