@@ -36,7 +36,12 @@ export async function tcpProxy (t: { teardown: (fn: () => unknown) => void }, ta
   const flow = (p: Pair) => { p.client.resume(); p.upstream.resume() }
   const reset = (p: Pair) => {
     pairs.delete(p)
-    p.client.resetAndDestroy()
+    // An RST, as a dead server would send. Not once the socket has begun its own orderly
+    // shutdown (the app's end arrived first): resetting a socket with a shutdown pending
+    // leaves libuv a request that never completes, and Node then spins at 100 % CPU on
+    // exit instead of exiting (the file times out).
+    if (p.client.writableEnded) p.client.destroy()
+    else p.client.resetAndDestroy()
     p.upstream.destroy()
   }
 
