@@ -9,7 +9,9 @@ import { call, sidOf, tcpProxy, waitFor } from './support.js'
 
 const redis = await privateRedis(t)
 const proxy = await tcpProxy(t, { port: redis.port })
-const ctx = await context(t)
+// A database of its own: every instance replays the recorded reuses it finds, and one of
+// another test file's instances (writing another Redis) must not end these sessions.
+const ctx = await context(t, { ownDatabase: true })
 const direct = await build(t, ctx, { REDIS_URL: redis.url })
 const proxied = await build(t, ctx, { REDIS_URL: proxy.via(redis.url) })
 
