@@ -225,7 +225,7 @@ async function main (): Promise<void> {
   const get = { method: 'GET', connections: ME_CONNECTIONS } as const
   const targets: Target[] = [
     httpTarget('bare', 'bare Fastify `{ hello: world }`', 'bare server', bare.pid as number, { ...get, url: bareUrl }),
-    httpTarget('floor', 'floor: @fastify/jwt verify + 1 HMGET', 'floor server', floor.pid as number, { ...get, url: floorUrl, headers: authz }),
+    httpTarget('floor', "floor: the service's token verifier + 1 HMGET", 'floor server', floor.pid as number, { ...get, url: floorUrl, headers: authz }),
     httpTarget('me', 'GET /auth/me', 'service #1', me.pid, { ...get, url: `${me.url}/auth/me`, headers: authz }),
     httpTarget('introspect', 'POST /oauth/introspect (a registered client, warm)', 'service #2', auth.pid,
       { ...introspection, method: 'POST', connections: ME_CONNECTIONS }),
