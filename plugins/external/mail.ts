@@ -8,7 +8,6 @@ import { existsSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import fp from 'fastify-plugin'
-import nodemailer from 'nodemailer'
 import type SMTPTransport from 'nodemailer/lib/smtp-transport/index.js'
 import { Counter } from 'prom-client'
 import { StartupError } from '../../lib/startup.js'
@@ -144,6 +143,8 @@ export default fp<MailOptions>(async function mailPlugin (fastify, opts) {
     socketTimeout: SOCKET_TIMEOUT_MS,
     logger: false
   }
+  // Loaded only when mail is configured: without SMTP_URL the library stays out of memory.
+  const { default: nodemailer } = await import('nodemailer')
   const transport = nodemailer.createTransport(options)
 
   const pending = new Set<Promise<void>>()

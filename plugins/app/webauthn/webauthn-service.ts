@@ -2,10 +2,9 @@
 // passwordless sign-in with a discoverable credential, a passkey as the second factor
 // of a password login, and listing and deleting credentials (docs/passkeys.md).
 import { randomBytes } from 'node:crypto'
-import {
-  generateAuthenticationOptions, generateRegistrationOptions, verifyAuthenticationResponse, verifyRegistrationResponse,
-  type AuthenticationResponseJSON, type AuthenticatorTransportFuture, type PublicKeyCredentialCreationOptionsJSON,
-  type PublicKeyCredentialRequestOptionsJSON, type RegistrationResponseJSON
+import type {
+  AuthenticationResponseJSON, AuthenticatorTransportFuture, PublicKeyCredentialCreationOptionsJSON,
+  PublicKeyCredentialRequestOptionsJSON, RegistrationResponseJSON
 } from '@simplewebauthn/server'
 import { BadCredentials, Conflict, NotFound, PasskeyRejected, Unauthorized } from '../../../lib/errors.js'
 import { inBatches } from '../../../lib/periodic.js'
@@ -17,6 +16,11 @@ import type { ClientMeta, IssuedSession, SessionService } from '../sessions/sess
 import type { UserService } from '../users/users-service.js'
 import type { PasskeyAssertion, PasskeyRegistration } from '../../../schemas/webauthn.js'
 import type { Challenge, CredentialInfo, WebAuthnRepository } from './webauthn-repository.js'
+
+// Loaded on the first passkey request, not at start-up: a deployment without passkeys never
+// holds the library in memory.
+let library: Promise<typeof import('@simplewebauthn/server')> | undefined
+const simpleWebAuthn = async () => await (library ??= import('@simplewebauthn/server'))
 
 export interface WebAuthnSettings {
   /** WEBAUTHN_RP_ID: the domain credentials are scoped to. */
@@ -98,6 +102,7 @@ export class WebAuthnService {
     const existing = await this.repository.descriptors(caller.userId)
     if (existing.length >= MAX_CREDENTIALS) throw new Conflict(`At most ${MAX_CREDENTIALS} passkeys: delete one first`)
     const challenge = await this.newChallenge({ purpose: 'register', userId: caller.userId, sessionId: caller.sessionId, mfaTokenHash: null, name: name ?? null })
+    const { generateRegistrationOptions } = await simpleWebAuthn()
     return await generateRegistrationOptions({
       rpName: this.settings.rpName,
       rpID: this.settings.rpId,
@@ -127,6 +132,7 @@ export class WebAuthnService {
     if (bytes === null || challenge?.purpose !== 'register' || challenge.userId !== caller.userId || challenge.sessionId !== caller.sessionId) {
       throw new PasskeyRejected('Unknown or expired challenge: ask for new options')
     }
+    const { verifyRegistrationResponse } = await simpleWebAuthn()
     let verification
     try {
       verification = await verifyRegistrationResponse({
@@ -203,6 +209,7 @@ export class WebAuthnService {
       // Only the token's hash is kept, as the mfa module keeps it.
       challenge = { ...challenge, purpose: 'mfa', userId: login.userId, mfaTokenHash: mfaTokenHash(mfaToken) }
     }
+    const { generateAuthenticationOptions } = await simpleWebAuthn()
     return await generateAuthenticationOptions({
       rpID: this.settings.rpId,
       challenge: new Uint8Array(await this.newChallenge(challenge)),
@@ -227,6 +234,7 @@ export class WebAuthnService {
     if (challenge.purpose === 'login'
       ? response.response.userHandle !== userHandle(credential.userId).toString('base64url')
       : challenge.userId !== credential.userId) throw signInFailed()
+    const { verifyAuthenticationResponse } = await simpleWebAuthn()
     let verification
     try {
       verification = await verifyAuthenticationResponse({
