@@ -18,7 +18,8 @@ import type { PasskeyAssertion, PasskeyRegistration } from '../../../schemas/web
 import type { Challenge, CredentialInfo, WebAuthnRepository } from './webauthn-repository.js'
 
 // Loaded on the first passkey request, not at start-up: a deployment without passkeys never
-// holds the library in memory.
+// holds the library in memory. Each method loads it before touching the database, so that a
+// failed load leaves no challenge written or consumed.
 let library: Promise<typeof import('@simplewebauthn/server')> | undefined
 const simpleWebAuthn = async () => await (library ??= import('@simplewebauthn/server'))
 
@@ -98,11 +99,11 @@ export class WebAuthnService {
    * not be able to add one, and with it a way in that outlives the token).
    */
   async registrationOptions (caller: Caller, password: string, name: string | undefined, ctx: AuditContext): Promise<PublicKeyCredentialCreationOptionsJSON> {
+    const { generateRegistrationOptions } = await simpleWebAuthn()
     await this.users.checkPassword(caller.userId, password, ctx, 'mfa_change_failed')
     const existing = await this.repository.descriptors(caller.userId)
     if (existing.length >= MAX_CREDENTIALS) throw new Conflict(`At most ${MAX_CREDENTIALS} passkeys: delete one first`)
     const challenge = await this.newChallenge({ purpose: 'register', userId: caller.userId, sessionId: caller.sessionId, mfaTokenHash: null, name: name ?? null })
-    const { generateRegistrationOptions } = await simpleWebAuthn()
     return await generateRegistrationOptions({
       rpName: this.settings.rpName,
       rpID: this.settings.rpId,
@@ -127,12 +128,12 @@ export class WebAuthnService {
    * is enrolled (they were signed in without it).
    */
   async register (caller: Caller, response: PasskeyRegistration, ctx: AuditContext): Promise<CredentialInfo> {
+    const { verifyRegistrationResponse } = await simpleWebAuthn()
     const bytes = challengeOf(response.response.clientDataJSON)
     const challenge = bytes === null ? null : await this.repository.takeChallenge(bytes)
     if (bytes === null || challenge?.purpose !== 'register' || challenge.userId !== caller.userId || challenge.sessionId !== caller.sessionId) {
       throw new PasskeyRejected('Unknown or expired challenge: ask for new options')
     }
-    const { verifyRegistrationResponse } = await simpleWebAuthn()
     let verification
     try {
       verification = await verifyRegistrationResponse({
@@ -200,6 +201,7 @@ export class WebAuthnService {
    * passkeys (nothing else is offered, so nothing else can answer).
    */
   async authenticationOptions (mfaToken: string | undefined): Promise<PublicKeyCredentialRequestOptionsJSON> {
+    const { generateAuthenticationOptions } = await simpleWebAuthn()
     let challenge: Challenge = { purpose: 'login', userId: null, sessionId: null, mfaTokenHash: null, name: null }
     let allow: Array<{ credentialId: Buffer, transports: string[] }> = []
     if (mfaToken !== undefined) {
@@ -209,7 +211,6 @@ export class WebAuthnService {
       // Only the token's hash is kept, as the mfa module keeps it.
       challenge = { ...challenge, purpose: 'mfa', userId: login.userId, mfaTokenHash: mfaTokenHash(mfaToken) }
     }
-    const { generateAuthenticationOptions } = await simpleWebAuthn()
     return await generateAuthenticationOptions({
       rpID: this.settings.rpId,
       challenge: new Uint8Array(await this.newChallenge(challenge)),
@@ -226,6 +227,7 @@ export class WebAuthnService {
    * in use: the credential is deleted and the sessions it started end (see cloned()).
    */
   async authenticate (response: PasskeyAssertion, meta: ClientMeta): Promise<IssuedSession> {
+    const { verifyAuthenticationResponse } = await simpleWebAuthn()
     const bytes = challengeOf(response.response.clientDataJSON)
     const challenge = bytes === null ? null : await this.repository.takeChallenge(bytes)
     if (bytes === null || challenge === null || challenge.purpose === 'register') throw signInFailed()
@@ -234,7 +236,6 @@ export class WebAuthnService {
     if (challenge.purpose === 'login'
       ? response.response.userHandle !== userHandle(credential.userId).toString('base64url')
       : challenge.userId !== credential.userId) throw signInFailed()
-    const { verifyAuthenticationResponse } = await simpleWebAuthn()
     let verification
     try {
       verification = await verifyAuthenticationResponse({
